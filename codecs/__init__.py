@@ -1,0 +1,1 @@
+"""Acoustic RVQ codecs (EnCodec, DAC, ...) wrapping the upstream packages behind ``slmtok.Tokenizer``."""

@@ -1,0 +1,235 @@
+"""Audio in and out: validation, down-mixing, band-limited resampling, file reading and atomic writing.
+
+``prepare`` turns whatever a user passes to ``encode`` into a zero-padded ``[B, C, T]`` batch at the
+tokenizer's rate and channel count. Each item is converted on its own, at its own length, so a padded
+batch gives every item exactly what it gets alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slmtok.atomic import atomic_path
+from slmtok.errors import AudioError
+from slmtok.types import InputInfo
+
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 64
+
+
+@dataclass
+class PreparedAudio:
+    """Audio ready for a tokenizer: ``wav`` float32 ``[B, C, T]``, ``lengths`` ``[B]`` samples."""
+
+    wav: torch.Tensor
+    lengths: torch.Tensor
+    info: InputInfo
+
+
+def as_batch(wav: torch.Tensor | np.ndarray, lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and reshape user audio to float32 ``[B, C, T]`` with ``lengths`` ``[B]``.
+
+    Accepts ``[T]``, ``[C, T]`` or ``[B, C, T]`` tensors or arrays; integer PCM is scaled to [-1, 1).
+    Samples past each length are ignored. Raises ``AudioError`` for empty audio, NaN/Inf samples in the
+    valid region, bad shapes or bad lengths.
+    """
+    if isinstance(wav, np.ndarray):
+        if wav.dtype.kind in "iu":
+            scale = float(2 ** (8 * wav.dtype.itemsize - 1))
+            wav = wav.astype(np.float32) / scale
+        wav = torch.from_numpy(np.ascontiguousarray(wav))
+    if not isinstance(wav, torch.Tensor):
+        raise AudioError(f"audio must be a torch tensor or numpy array, got {type(wav).__name__}")
+    if not (wav.is_floating_point() or wav.dtype in (torch.int16, torch.int32)):
+        raise AudioError(f"audio must be float or int16/int32 PCM, got {wav.dtype}")
+    if wav.dtype in (torch.int16, torch.int32):
+        wav = wav.float() / float(2 ** (8 * wav.element_size() - 1))
+    wav = wav.float()
+    if wav.ndim == 1:
+        wav = wav[None, None]
+    elif wav.ndim == 2:
+        wav = wav[None]
+    elif wav.ndim != 3:
+        raise AudioError(f"audio must be [T], [C, T] or [B, C, T]; got {wav.ndim} dimensions")
+    batch, channels, width = wav.shape
+    if batch == 0:
+        raise AudioError("empty batch: no audio items")
+    if channels > MAX_CHANNELS and width <= MAX_CHANNELS:
+        raise AudioError(f"audio shaped {tuple(wav.shape)} looks like [T, C]; pass channels first ([C, T])")
+    if channels == 0 or channels > MAX_CHANNELS:
+        raise AudioError(f"audio has {channels} channels; expected 1 to {MAX_CHANNELS}")
+    if lengths is None:
+        lengths = torch.full((batch,), width, dtype=torch.long)
+    else:
+        lengths = torch.as_tensor(lengths, dtype=torch.long).flatten().cpu()
+        if lengths.shape != (batch,):
+            raise AudioError(f"lengths must have one entry per item ({batch}), got {lengths.numel()}")
+        if bool((lengths > width).any()) or bool((lengths < 0).any()):
+            raise AudioError(f"lengths must lie in [0, {width}] samples, got {lengths.tolist()}")
+    for i in range(batch):
+        n = int(lengths[i])
+        if n == 0:
+            raise AudioError(f"empty audio: item {i} has 0 samples" if batch > 1 else "empty audio: 0 samples")
+        if not bool(torch.isfinite(wav[i, :, :n]).all()):
+            where = f"item {i} " if batch > 1 else ""
+            raise AudioError(f"audio {where}contains NaN or Inf samples")
+    return wav, lengths
+
+
+def check_sample_rate(sample_rate: int) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        if isinstance(sample_rate, float) and sample_rate.is_integer():
+            sample_rate = int(sample_rate)
+        else:
+            raise AudioError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise AudioError(f"sample_rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+    return int(sample_rate)
+
+
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``[C, T]`` -> ``[channels, T]``: mean down-mix to mono, mono duplicated, else an error."""
+    have = x.shape[0]
+    if have == channels:
+        return x
+    if channels == 1:
+        return x.mean(dim=0, keepdim=True)
+    if have == 1:
+        return x.expand(channels, -1).contiguous()
+    raise AudioError(f"cannot map {have} channels to {channels}")
+
+
+def resample(x: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited (windowed-sinc, Hann) resampling of ``[..., T]`` from ``orig_rate`` to ``new_rate`` Hz.
+
+    The output has ``ceil(T * new_rate / orig_rate)`` samples.
+    """
+    if orig_rate == new_rate:
+        return x
+    import torchaudio.functional as AF
+
+    return AF.resample(x, orig_rate, new_rate)
+
+
+def prepare(
+    wav: torch.Tensor | np.ndarray,
+    sample_rate: int,
+    lengths=None,
+    *,
+    target_rate: int,
+    target_channels: int,
+    device: torch.device | str = "cpu",
+) -> PreparedAudio:
+    """Validate, down-mix and resample user audio for a tokenizer, item by item.
+
+    Args:
+        wav: ``[T]``, ``[C, T]`` or ``[B, C, T]`` audio at ``sample_rate`` Hz.
+        lengths: valid samples per item (``[B]``), or ``None`` for full width.
+        target_rate: the tokenizer's sample rate (Hz).
+        target_channels: the tokenizer's channel count.
+
+    Returns:
+        ``PreparedAudio`` with ``wav`` ``[B, target_channels, T']`` on ``device`` and the conversion record.
+    """
+    rate = check_sample_rate(sample_rate)
+    batch, lens = as_batch(wav, lengths)
+    items = []
+    for i in range(batch.shape[0]):
+        x = batch[i, :, : int(lens[i])].to(device)
+        x = convert_channels(x, target_channels)
+        items.append(resample(x, rate, target_rate))
+    new_lengths = torch.tensor([x.shape[-1] for x in items], dtype=torch.long)
+    out = torch.zeros(len(items), target_channels, int(new_lengths.max()), device=device)
+    for i, x in enumerate(items):
+        out[i, :, : x.shape[-1]] = x
+    steps = []
+    if batch.shape[1] != target_channels:
+        how = "mean" if target_channels == 1 else "duplicated"
+        steps.append(f"channels {batch.shape[1]} -> {target_channels} ({how})")
+    if rate != target_rate:
+        steps.append(f"resampled {rate} Hz -> {target_rate} Hz (windowed sinc)")
+    info = InputInfo(rate, batch.shape[1], tuple(int(n) for n in lens), tuple(steps))
+    return PreparedAudio(out, new_lengths.to(device), info)
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def read_audio(path: str | os.PathLike, *, start: float = 0.0, duration: float | None = None) -> tuple[torch.Tensor, int]:
+    """Read an audio file as float32 ``[C, T]`` and its sample rate (Hz).
+
+    soundfile (libsndfile: wav, flac, ogg, mp3) first; PyAV (FFmpeg) for what it cannot read, such as
+    G.722 or AAC. ``start`` and ``duration`` are in seconds. Raises ``AudioError`` naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"no such file: {path}")
+    if path.is_dir():
+        raise AudioError(f"is a folder, not an audio file: {path}")
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        first = int(round(start * info.samplerate))
+        frames = -1 if duration is None else int(round(duration * info.samplerate))
+        data, rate = sf.read(str(path), start=first, frames=frames, dtype="float32", always_2d=True)
+        wav = torch.from_numpy(data.T.copy())
+    except Exception as sf_error:  # noqa: BLE001 - fall back to FFmpeg, report both if it fails too
+        try:
+            wav, rate = _read_with_av(path)
+        except Exception:  # noqa: BLE001
+            reason = str(sf_error).splitlines()[0] if str(sf_error) else type(sf_error).__name__
+            raise AudioError(f"not a readable audio file: {path} ({reason})") from None
+        first = int(round(start * rate))
+        last = None if duration is None else first + int(round(duration * rate))
+        wav = wav[:, first:last]
+    if wav.shape[-1] == 0:
+        raise AudioError(f"empty audio: {path} has 0 samples")
+    return wav, int(rate)
+
+
+def _read_with_av(path: Path) -> tuple[torch.Tensor, int]:
+    import av
+
+    fmt = "g722" if path.suffix.lower() == ".g722" else None
+    with av.open(str(path), format=fmt) as container:
+        stream = container.streams.audio[0]
+        chunks = []
+        rate = stream.rate or stream.codec_context.sample_rate
+        for frame in container.decode(audio=0):
+            array = frame.to_ndarray()
+            if array.dtype.kind in "iu":
+                array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1))
+            channels = len(frame.layout.channels)
+            if frame.format.is_planar:
+                array = array.reshape(channels, -1)
+            else:
+                array = array.reshape(-1, channels).T
+            chunks.append(array.astype(np.float32))
+            rate = frame.sample_rate or rate
+    if not chunks:
+        raise AudioError(f"no audio frames in {path}")
+    return torch.from_numpy(np.concatenate(chunks, axis=1)), int(rate)
+
+
+def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
+    """Atomically write ``wav`` ``[C, T]`` (or ``[T]``) to ``path`` (format from the extension, 16-bit PCM
+    for wav). A temporary file in the same folder is renamed into place, so no partial file is left."""
+    import soundfile as sf
+
+    path = Path(path)
+    if wav.ndim == 1:
+        wav = wav[None]
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(f"cannot write {path.suffix or 'files without an extension'}: use .wav, .flac or .ogg")
+    subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
+    data = wav.detach().float().cpu().clamp(-1.0, 1.0).numpy().T
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data, int(sample_rate), format=fmt, subtype=subtype)
+    return path

@@ -1,0 +1,1 @@
+"""The ``slmtok`` command line. Heavy modules (torch, the tokenizers) are imported inside commands."""

@@ -1,0 +1,99 @@
+"""``slmtok`` command line: list, info, encode, decode, resynth.
+
+Only the standard library is imported at start-up; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DEFAULT_TOKENIZER = "mel-rvq"
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slmtok",
+        description="Speech tokenizers and codecs behind one interface: encode audio to tokens and back.",
+    )
+    from slmtok import __version__
+
+    parser.add_argument("--version", action="version", version=f"slmtok {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def tokenizer_args(p: argparse.ArgumentParser, with_name: bool = True) -> None:
+        if with_name:
+            p.add_argument("-t", "--tokenizer", default=DEFAULT_TOKENIZER, help=f"tokenizer name (default {DEFAULT_TOKENIZER})")
+        p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
+        p.add_argument("-O", "--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                       help="tokenizer load option, e.g. -O dedup=true (repeatable)")
+        p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format")
+
+    p = sub.add_parser("list", help="list registered tokenizers with their cards")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default *)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("info", help="show one tokenizer's card")
+    p.add_argument("name")
+    tokenizer_args(p, with_name=False)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("encode", help="audio files, folders or manifests -> .slmtok token files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or .tsv/.jsonl manifests")
+    p.add_argument("-o", "--output", required=True, help="a .slmtok file (one input) or a folder")
+    tokenizer_args(p)
+    p.add_argument("-k", "--n-codebooks", type=int, help="codebooks to emit (default: the card's)")
+    p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    p = sub.add_parser("decode", help=".slmtok token files (or folders of them) -> audio")
+    p.add_argument("inputs", nargs="+", metavar="TOKENS", help=".slmtok files or folders")
+    p.add_argument("-o", "--output", required=True, help="an audio file (.wav/.flac/.ogg, one input) or a folder")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    p = sub.add_parser("resynth", help="encode and decode audio; print bitrate, tokens/s and speed")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or manifests")
+    p.add_argument("-o", "--output", required=True, help="an audio file (one input) or a folder")
+    tokenizer_args(p)
+    p.add_argument("-k", "--n-codebooks", type=int, help="codebooks to emit (default: the card's)")
+    p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from slmtok.cli import commands
+
+    try:
+        return getattr(commands, f"run_{args.command}")(args) or 0
+    except KeyboardInterrupt:
+        print("slmtok: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for every expected failure, traceback otherwise
+        from slmtok.errors import SlmtokError
+
+        if isinstance(error, (SlmtokError, OSError)):
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"slmtok: error: {message}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

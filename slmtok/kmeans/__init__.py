@@ -1,0 +1,163 @@
+"""K-means: fit centroids with a registered backend, assign frames exactly, save as safetensors.
+
+>>> km = slmtok.kmeans.fit(features, 100, backend="faiss", seed=0)   # features [N, D]
+>>> units = km.assign(frames)                                         # LongTensor [N]
+>>> km.save("km100.safetensors"); km = slmtok.kmeans.load("km100.safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slmtok.atomic import atomic_path
+from slmtok.errors import SlmtokError
+from slmtok.registry import KMEANS_BACKENDS
+
+__all__ = ["KMeans", "fit", "load", "assign_nearest"]
+
+# Rows whose best and second-best squared distances are closer than this (relative) are recomputed in
+# float64, so an assignment never depends on how many other rows were in the same matrix product.
+_TIE_TOLERANCE = 1e-4
+
+
+class KMeans:
+    """Centroids ``[K, D]`` plus how they were fitted (``info``: backend, inertia, iterations ...)."""
+
+    def __init__(self, centroids: torch.Tensor, info: dict[str, Any] | None = None) -> None:
+        if centroids.ndim != 2 or centroids.shape[0] < 1:
+            raise ValueError(f"centroids must be [K, D], got {tuple(centroids.shape)}")
+        self.centroids = centroids.float().contiguous()
+        self.info = dict(info or {})
+
+    @property
+    def k(self) -> int:
+        return self.centroids.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.shape[1]
+
+    def to(self, device: str | torch.device) -> KMeans:
+        return KMeans(self.centroids.to(device), self.info)
+
+    def assign(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Nearest centroid (squared Euclidean) of each row of ``x`` ``[N, D]`` -> LongTensor ``[N]``."""
+        return assign_nearest(torch.as_tensor(x), self.centroids)
+
+    def inertia(self, x: torch.Tensor | np.ndarray) -> float:
+        """Sum of squared distances of the rows of ``x`` to their nearest centroid."""
+        x = torch.as_tensor(x, dtype=torch.float32, device=self.centroids.device)
+        nearest = self.centroids[self.assign(x)]
+        return float((x - nearest).double().pow(2).sum())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``centroids`` as safetensors with ``info`` as a JSON header, atomically."""
+        from safetensors.torch import save
+
+        blob = save({"centroids": self.centroids.cpu()}, metadata={"format": "slmtok-kmeans", "info": json.dumps(self.info)})
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(blob)
+        return path
+
+
+def assign_nearest(x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
+    """Index of the nearest row of ``centroids`` ``[K, D]`` for each row of ``x`` ``[N, D]`` -> ``[N]``.
+
+    float32 matrix products, with near-ties re-decided in float64: each row's answer is the same whether
+    it is assigned alone or in a batch.
+    """
+    x = x.to(centroids.device, torch.float32)
+    if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
+        raise ValueError(f"features must be [N, {centroids.shape[1]}], got {tuple(x.shape)}")
+    c_norm = centroids.pow(2).sum(1)
+    out = torch.empty(x.shape[0], dtype=torch.long, device=centroids.device)
+    for start in range(0, x.shape[0], chunk):
+        xs = x[start : start + chunk]
+        dist = c_norm[None, :] - 2.0 * (xs @ centroids.T)
+        if centroids.shape[0] == 1:
+            out[start : start + xs.shape[0]] = 0
+            continue
+        top = dist.topk(2, dim=1, largest=False)
+        best = top.indices[:, 0]
+        scale = top.values.abs().amax(1) + xs.pow(2).sum(1) + 1e-12
+        close = (top.values[:, 1] - top.values[:, 0]) <= _TIE_TOLERANCE * scale
+        if bool(close.any()):
+            rows = xs[close].double()
+            exact = (rows[:, None, :] - centroids.double()[None]).pow(2).sum(-1)
+            best[close] = exact.argmin(1)
+        out[start : start + xs.shape[0]] = best
+    return out
+
+
+def _as_matrix(features: Any, max_samples: int | None, seed: int) -> np.ndarray:
+    """Stack ``[N, D]`` tensors/arrays (or an iterable of them) into float32 ``[N, D]``, subsampled."""
+    if isinstance(features, (torch.Tensor, np.ndarray)):
+        parts: Iterable[Any] = [features]
+    else:
+        parts = features
+    arrays = [np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float32) for p in parts]
+    if not arrays:
+        raise SlmtokError("k-means: no features given")
+    dims = {a.shape[-1] for a in arrays if a.ndim == 2}
+    if any(a.ndim != 2 for a in arrays) or len(dims) != 1:
+        raise SlmtokError("k-means: features must be [N, D] matrices with one D")
+    data = np.concatenate(arrays)
+    if not np.isfinite(data).all():
+        raise SlmtokError("k-means: features contain NaN or Inf")
+    if max_samples is not None and data.shape[0] > max_samples:
+        rng = np.random.default_rng(seed)
+        data = data[np.sort(rng.choice(data.shape[0], max_samples, replace=False))]
+    return np.ascontiguousarray(data)
+
+
+def fit(
+    features: Any,
+    k: int,
+    *,
+    backend: str = "faiss",
+    device: str | None = None,
+    seed: int = 0,
+    max_samples: int | None = None,
+    **options: Any,
+) -> KMeans:
+    """Fit ``k`` centroids to ``features`` (``[N, D]`` tensor/array, or an iterable of such batches).
+
+    Args:
+        backend: a registered k-means backend (``slmtok.registry.KMEANS_BACKENDS``): ``faiss``, ``torch``.
+        device: ``"cuda"`` to fit on a GPU where the backend can; ``None`` picks the CPU.
+        max_samples: subsample to at most this many rows (uniformly, seeded) before fitting.
+        **options: passed to the backend (e.g. ``n_iter``, ``n_redo``).
+    """
+    data = _as_matrix(features, max_samples, seed)
+    if data.shape[0] < k:
+        raise SlmtokError(f"k-means: {data.shape[0]} samples cannot make {k} clusters")
+    fit_fn = KMEANS_BACKENDS.get(backend).resolve()
+    centroids, info = fit_fn(data, k, device=device, seed=seed, **options)
+    info = {"backend": backend, "k": k, "dim": int(data.shape[1]), "n_samples": int(data.shape[0]), "seed": seed, **info}
+    return KMeans(torch.as_tensor(centroids), info)
+
+
+def load(path: str | os.PathLike) -> KMeans:
+    """Read a k-means file written by ``KMeans.save``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise SlmtokError(f"no such k-means file: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            centroids = f.get_tensor("centroids")
+    except Exception:  # noqa: BLE001
+        raise SlmtokError(f"not a slmtok k-means file: {path}") from None
+    if meta.get("format") != "slmtok-kmeans":
+        raise SlmtokError(f"not a slmtok k-means file: {path}")
+    return KMeans(centroids, json.loads(meta.get("info", "{}")))

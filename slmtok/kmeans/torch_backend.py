@@ -1,0 +1,46 @@
+"""Plain Lloyd k-means in torch (k-means++ initialisation), on any device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def fit_torch(
+    data: np.ndarray, k: int, *, device: str | None = None, seed: int = 0, n_iter: int = 25, tol: float = 1e-6
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit ``k`` centroids to ``data`` ``[N, D]``. Returns centroids ``[k, D]`` and ``{"inertia", "n_iter"}``."""
+    from slmtok.kmeans import assign_nearest
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(data).to(device or "cpu")
+    centroids = _kmeans_plus_plus(x, k, gen)
+    previous = float("inf")
+    inertia = previous
+    it = 0
+    for it in range(1, n_iter + 1):
+        labels = assign_nearest(x, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        empty = counts == 0
+        centroids = torch.where(empty[:, None], centroids, sums / counts.clamp_min(1)[:, None])
+        inertia = float((x - centroids[labels]).double().pow(2).sum())
+        if previous - inertia <= tol * max(previous, 1e-12):
+            break
+        previous = inertia
+    return centroids.cpu().numpy(), {"inertia": inertia, "n_iter": it}
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    first = int(torch.randint(n, (1,), generator=gen))
+    chosen = [first]
+    dist = (x - x[first]).pow(2).sum(1)
+    for _ in range(1, k):
+        probs = (dist / dist.sum()).cpu() if float(dist.sum()) > 0 else torch.full((n,), 1.0 / n)
+        idx = int(torch.multinomial(probs, 1, generator=gen))
+        chosen.append(idx)
+        dist = torch.minimum(dist, (x - x[idx]).pow(2).sum(1))
+    return x[chosen].clone()

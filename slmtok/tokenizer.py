@@ -1,0 +1,177 @@
+"""The ``Tokenizer`` base class: one ``encode``/``decode`` contract for every tokenizer family.
+
+Subclasses implement two hooks on tensors that are already validated and converted:
+
+- ``_encode(wav [B, C, T], lengths [B], n_codebooks) -> (codes [B, K, T'] padded -1, frame lengths [B], extras)``
+- ``_decode(codes [B, K, T'], lengths [B], extras) -> (wav [B, C, T], sample lengths [B])``
+
+The base class does everything else: input conversion (``slmtok.audio.prepare``), the codebook-count
+argument, provenance on the tokens, and refusing tokens from another tokenizer or with codes out of range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+
+from slmtok.audio import prepare
+from slmtok.errors import CodesError, TokenizerMismatchError
+from slmtok.types import PAD_CODE, Audio, TokenizerCard, TokenizerRef, Tokens
+
+
+class Tokenizer(ABC):
+    """Audio <-> discrete tokens. Build through ``slmtok.load(name, ...)``."""
+
+    #: set by subclasses in ``__init__``
+    card: TokenizerCard
+    device: torch.device
+
+    def __init__(self, *, device: str | torch.device = "cpu", load_options: dict[str, Any] | None = None) -> None:
+        self.device = torch.device(device)
+        self.load_options: dict[str, Any] = dict(load_options or {})
+
+    # -------------------------------------------------------------------------------- public API
+    @property
+    def ref(self) -> TokenizerRef:
+        """Name, hash and load options recorded on every ``Tokens`` this tokenizer makes."""
+        return TokenizerRef(self.card.name, self.card.hash, dict(self.load_options))
+
+    @property
+    def max_codebook_sizes(self) -> tuple[int, ...]:
+        """Sizes of every codebook the model has (``card.codebook_sizes`` is the default prefix)."""
+        return self.card.codebook_sizes
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        wav: torch.Tensor | np.ndarray,
+        sample_rate: int,
+        *,
+        lengths: torch.Tensor | list[int] | None = None,
+        n_codebooks: int | None = None,
+    ) -> Tokens:
+        """Tokenize audio.
+
+        Args:
+            wav: ``[T]``, ``[C, T]`` or ``[B, C, T]`` float audio (or int PCM) at ``sample_rate`` Hz.
+            lengths: valid samples per item, ``[B]``; ``None`` means every item fills the width.
+            n_codebooks: codebooks to emit (default ``card.n_codebooks``, at most ``card.max_codebooks``).
+
+        Returns:
+            ``Tokens`` with ``codes`` int64 ``[B, K, T']`` padded with -1 and ``lengths`` in frames.
+            ``tokens.input`` records the input rate, channels, durations and the conversions applied.
+        """
+        k = self._check_n_codebooks(n_codebooks)
+        audio = prepare(
+            wav,
+            sample_rate,
+            lengths,
+            target_rate=self.card.sample_rate,
+            target_channels=self.card.channels,
+            device=self.device,
+        )
+        codes, frame_lengths, extras = self._encode(audio.wav, audio.lengths, k)
+        codes = codes.long().cpu()
+        frame_lengths = frame_lengths.long().cpu()
+        mask = torch.arange(codes.shape[-1])[None, None, :] >= frame_lengths[:, None, None]
+        codes = codes.masked_fill(mask, PAD_CODE)
+        return Tokens(
+            codes=codes,
+            lengths=frame_lengths,
+            frame_rate=self.card.frame_rate,
+            tokenizer=self.ref,
+            extras={name: t.cpu() for name, t in extras.items()},
+            input=audio.info,
+        )
+
+    @torch.inference_mode()
+    def decode(self, tokens: Tokens) -> Audio:
+        """Turn tokens back into audio at ``card.sample_rate``.
+
+        Raises ``TokenizerMismatchError`` for tokens made by another tokenizer (name or weights hash) and
+        ``CodesError`` for codes out of range or too many codebooks.
+        """
+        self.check_tokens(tokens)
+        codes = tokens.codes.to(self.device)
+        lengths = tokens.lengths.to(self.device)
+        extras = {k: v.to(self.device) for k, v in tokens.extras.items()}
+        wav, sample_lengths = self._decode(codes, lengths, extras)
+        return Audio(wav.float().cpu(), sample_lengths.long().cpu(), self.card.sample_rate)
+
+    def check_tokens(self, tokens: Tokens) -> None:
+        """Raise a one-line error unless ``tokens`` can be decoded by this tokenizer."""
+        ref = tokens.tokenizer
+        if ref.name != self.card.name:
+            raise TokenizerMismatchError(
+                f"these tokens were made by {ref.name!r}, not {self.card.name!r}; decode them with {ref.name!r}"
+            )
+        if ref.hash and self.card.hash and ref.hash != self.card.hash:
+            raise TokenizerMismatchError(
+                f"these tokens were made by {ref.name!r} with weights {ref.hash[:12]}, but this {self.card.name!r} "
+                f"has weights {self.card.hash[:12]}; load the weights that made them"
+            )
+        sizes = self.max_codebook_sizes
+        k = tokens.n_codebooks
+        if k < 1 or k > len(sizes):
+            raise CodesError(f"tokens have {k} codebooks; {self.card.name!r} decodes 1 to {len(sizes)}")
+        width = tokens.codes.shape[-1]
+        lengths = tokens.lengths.cpu()
+        if bool((lengths < 0).any()) or bool((lengths > width).any()):
+            raise CodesError(f"token lengths {lengths.tolist()} do not fit {width} frames")
+        valid = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
+        codes = tokens.codes.cpu()
+        limits = torch.tensor(sizes[:k])[None, :, None]
+        bad = ((codes < 0) | (codes >= limits)) & valid[:, None, :]
+        if bool(bad.any()):
+            b, q, t = (int(i) for i in bad.nonzero()[0])
+            raise CodesError(
+                f"code {int(codes[b, q, t])} at item {b}, codebook {q}, frame {t} is out of range "
+                f"[0, {sizes[q]}) for {self.card.name!r}"
+            )
+
+    def _check_n_codebooks(self, n_codebooks: int | None) -> int:
+        if n_codebooks is None:
+            return self.card.n_codebooks
+        if isinstance(n_codebooks, bool) or not isinstance(n_codebooks, int):
+            raise CodesError(f"n_codebooks must be an integer, got {n_codebooks!r}")
+        if not 1 <= n_codebooks <= self.card.max_codebooks:
+            raise CodesError(
+                f"{self.card.name!r} has {self.card.max_codebooks} codebooks; n_codebooks={n_codebooks} is out of range"
+            )
+        return n_codebooks
+
+    def __repr__(self) -> str:
+        c = self.card
+        return (
+            f"{type(self).__name__}(name={c.name!r}, {c.sample_rate} Hz, {c.frame_rate:g} frames/s, "
+            f"K={c.n_codebooks}, {c.bitrate / 1000:.2f} kbps, device={self.device})"
+        )
+
+    # -------------------------------------------------------------------------------- hooks
+    @abstractmethod
+    def _encode(
+        self, wav: torch.Tensor, lengths: torch.Tensor, n_codebooks: int
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``wav`` ``[B, C, T]`` at the card's rate, ``lengths`` ``[B]`` samples -> codes ``[B, K, T']``,
+        frame lengths ``[B]``, extras (tensors with a leading batch axis)."""
+
+    @abstractmethod
+    def _decode(
+        self, codes: torch.Tensor, lengths: torch.Tensor, extras: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes ``[B, K, T']`` (valid, padded -1), frame lengths ``[B]`` -> wav ``[B, C, T]``, sample lengths ``[B]``."""
+
+
+def content_hash(config: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> str:
+    """sha256 (hex) of a JSON-serialisable config and named tensors (name, dtype, shape and bytes)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors or {}):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

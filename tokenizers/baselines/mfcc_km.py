@@ -1,0 +1,95 @@
+"""``mfcc-km``: k-means units over MFCC+delta+delta-delta frames (HuBERT's first-iteration targets).
+
+Encode: 16 kHz mono -> 39-d Kaldi MFCC + deltas at 100 frames/s -> nearest of 100 centroids (optionally
+run-length deduplicated: durations in ``tokens.extras["durations"]``). Decode: each unit's mean log-mel
+(a table fitted with the codebook) -> Griffin-Lim. Units keep phonetic content and drop speaker and
+pitch, so this decoder is intelligible only roughly; a trained unit vocoder is the real decoder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from slmtok.tokenizers.baselines.weights import default_weights, load_weights
+from slmtok.tokenizers.features.mel import MelConfig
+from slmtok.tokenizers.features.mfcc import HOP, MFCC, WINDOW
+from slmtok.vocoders.griffin_lim import GriffinLimVocoder
+
+from slmtok.batching import pad_stack
+from slmtok.dedup import deduplicate, expand
+from slmtok.kmeans import assign_nearest
+from slmtok.tokenizer import Tokenizer, content_hash
+from slmtok.types import PAD_CODE, TokenizerCard
+
+NAME = "mfcc-km"
+
+
+class MFCCKMeansTokenizer(Tokenizer):
+    """K-means units over MFCC frames; ``dedup=True`` collapses repeats into run-length durations."""
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        checkpoint: str | os.PathLike | None = None,
+        dedup: bool = False,
+        n_codebooks: int | None = None,
+    ) -> None:
+        options: dict = {"dedup": bool(dedup)}
+        if checkpoint is not None:
+            options["checkpoint"] = str(checkpoint)
+        super().__init__(device=device, load_options=options)
+        if n_codebooks not in (None, 1):
+            raise ValueError(f"{NAME} has one codebook; n_codebooks={n_codebooks} is out of range")
+        tensors, config = load_weights(checkpoint or default_weights(NAME), expect=NAME)
+        self.centroids = tensors["centroids"].float().to(self.device)  # [K, 39]
+        self.mel_table = tensors["mel_table"].float().to(self.device)  # [K, n_mels]
+        self.features = MFCC(device=self.device)
+        self.vocoder = GriffinLimVocoder(MelConfig(**config["mel"]), device=self.device)
+        self.dedup = bool(dedup)
+        self.card = TokenizerCard(
+            name=NAME,
+            kind="semantic",
+            sample_rate=MFCC.sample_rate,
+            channels=1,
+            frame_rate=MFCC.frame_rate,
+            codebook_sizes=(self.centroids.shape[0],),
+            max_codebooks=1,
+            semantic_codebooks=(0,),
+            license="CC-BY-SA-3.0 (centroids fitted on the Asterisk prompts); code MIT",
+            source=config.get("source", "slmtok embedded baseline"),
+            description="k-means over MFCC+deltas (HuBERT iteration-1 targets), mel-table + Griffin-Lim decoder"
+            + (", deduplicated" if self.dedup else ""),
+            hash=content_hash({**config, "dedup": self.dedup}, tensors),
+        )
+
+    def units(self, wav: torch.Tensor) -> torch.Tensor:
+        """``[T]`` 16 kHz audio -> ``[T']`` units (no deduplication)."""
+        return assign_nearest(self.features(wav), self.centroids)
+
+    def _encode(self, wav, lengths, n_codebooks):
+        feats = [self.features(wav[i, 0, : int(lengths[i])]) for i in range(wav.shape[0])]
+        counts = [f.shape[0] for f in feats]
+        units = list(assign_nearest(torch.cat(feats), self.centroids).cpu().split(counts))
+        extras = {}
+        if self.dedup:
+            runs = [deduplicate(u) for u in units]
+            units = [u for u, _ in runs]
+            extras["durations"] = pad_stack([d[None] for _, d in runs], 0)
+        frame_lengths = torch.tensor([u.shape[0] for u in units])
+        return pad_stack([u[None] for u in units], PAD_CODE), frame_lengths, extras
+
+    def _decode(self, codes, lengths, extras):
+        items, sample_lengths = [], []
+        for i in range(codes.shape[0]):
+            units = codes[i, 0, : int(lengths[i])]
+            if "durations" in extras:
+                units = expand(units, extras["durations"][i, 0, : int(lengths[i])])
+            # MFCC frame j is centred at sample j*HOP + WINDOW/2; log-mel frame m at m*HOP: mel frame m
+            # takes the unit of MFCC frame m-1 (the first unit is repeated), within a quarter hop.
+            mel = self.mel_table[torch.cat([units[:1], units])] if units.numel() else self.mel_table[:0]
+            n_samples = max(units.numel() - 1, 0) * HOP + WINDOW
+            items.append(self.vocoder(mel, n_samples)[None])
+            sample_lengths.append(n_samples)
+        return pad_stack(items), torch.tensor(sample_lengths)

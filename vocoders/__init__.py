@@ -1,0 +1,1 @@
+"""Vocoders: turn features or units back into audio (registry: ``slmtok.registry.VOCODERS``)."""
