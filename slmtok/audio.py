@@ -75,7 +75,9 @@ def as_batch(wav: torch.Tensor | np.ndarray, lengths=None) -> tuple[torch.Tensor
     for i in range(batch):
         n = int(lengths[i])
         if n == 0:
-            raise AudioError(f"empty audio: item {i} has 0 samples" if batch > 1 else "empty audio: 0 samples")
+            raise AudioError(
+                f"empty audio: item {i} has 0 samples" if batch > 1 else "empty audio: 0 samples"
+            )
         if not bool(torch.isfinite(wav[i, :, :n]).all()):
             where = f"item {i} " if batch > 1 else ""
             raise AudioError(f"audio {where}contains NaN or Inf samples")
@@ -160,7 +162,10 @@ def prepare(
 
 # ---------------------------------------------------------------------------------------------- files
 
-def read_audio(path: str | os.PathLike, *, start: float = 0.0, duration: float | None = None) -> tuple[torch.Tensor, int]:
+
+def read_audio(
+    path: str | os.PathLike, *, start: float = 0.0, duration: float | None = None
+) -> tuple[torch.Tensor, int]:
     """Read an audio file as float32 ``[C, T]`` and its sample rate (Hz).
 
     soundfile (libsndfile: wav, flac, ogg, mp3) first; PyAV (FFmpeg) for what it cannot read, such as
@@ -206,10 +211,7 @@ def _read_with_av(path: Path) -> tuple[torch.Tensor, int]:
             if array.dtype.kind in "iu":
                 array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1))
             channels = len(frame.layout.channels)
-            if frame.format.is_planar:
-                array = array.reshape(channels, -1)
-            else:
-                array = array.reshape(-1, channels).T
+            array = array.reshape(channels, -1) if frame.format.is_planar else array.reshape(-1, channels).T
             chunks.append(array.astype(np.float32))
             rate = frame.sample_rate or rate
     if not chunks:
@@ -227,7 +229,9 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) ->
         wav = wav[None]
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
-        raise AudioError(f"cannot write {path.suffix or 'files without an extension'}: use .wav, .flac or .ogg")
+        raise AudioError(
+            f"cannot write {path.suffix or 'files without an extension'}: use .wav, .flac or .ogg"
+        )
     subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
     data = wav.detach().float().cpu().clamp(-1.0, 1.0).numpy().T
     with atomic_path(path) as tmp:

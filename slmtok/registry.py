@@ -85,7 +85,9 @@ class Registry:
         if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
             raise ValueError(f"{self.kind} factory for {name!r} must be callable or 'module:attribute'")
         if name in self._entries and not exist_ok:
-            raise RegistryError(f"{self.kind} {name!r} is already registered; pass exist_ok=True to replace it")
+            raise RegistryError(
+                f"{self.kind} {name!r} is already registered; pass exist_ok=True to replace it"
+            )
         self._entries[name] = Entry(name, factory, description, dict(defaults or {}), origin)
 
     def unregister(self, name: str) -> None:
@@ -156,14 +158,26 @@ TOKENIZERS.register(
     origin="builtin",
 )
 
-FEATURES.register("log-mel", "slmtok.tokenizers.features.mel:LogMel", description="log-mel filterbank", origin="builtin")
 FEATURES.register(
-    "mfcc", "slmtok.tokenizers.features.mfcc:MFCC", description="Kaldi MFCC + deltas (39-d, 100 Hz)", origin="builtin"
+    "log-mel", "slmtok.tokenizers.features.mel:LogMel", description="log-mel filterbank", origin="builtin"
+)
+FEATURES.register(
+    "mfcc",
+    "slmtok.tokenizers.features.mfcc:MFCC",
+    description="Kaldi MFCC + deltas (39-d, 100 Hz)",
+    origin="builtin",
 )
 
-KMEANS_BACKENDS.register("faiss", "slmtok.kmeans.faiss_backend:fit_faiss", description="FAISS k-means", origin="builtin")
-KMEANS_BACKENDS.register("torch", "slmtok.kmeans.torch_backend:fit_torch", description="Lloyd k-means in torch", origin="builtin")
+KMEANS_BACKENDS.register(
+    "faiss", "slmtok.kmeans.faiss_backend:fit_faiss", description="FAISS k-means", origin="builtin"
+)
+KMEANS_BACKENDS.register(
+    "torch", "slmtok.kmeans.torch_backend:fit_torch", description="Lloyd k-means in torch", origin="builtin"
+)
 
 VOCODERS.register(
-    "griffin-lim", "slmtok.vocoders.griffin_lim:GriffinLimVocoder", description="log-mel -> audio, weight-free", origin="builtin"
+    "griffin-lim",
+    "slmtok.vocoders.griffin_lim:GriffinLimVocoder",
+    description="log-mel -> audio, weight-free",
+    origin="builtin",
 )

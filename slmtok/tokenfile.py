@@ -51,7 +51,11 @@ def save_tokens(
         tensors[f"extras.{name}"] = value.cpu().contiguous()
     info = tokens.input
     header = {
-        "tokenizer": {"name": tokens.tokenizer.name, "hash": tokens.tokenizer.hash, "options": tokens.tokenizer.options},
+        "tokenizer": {
+            "name": tokens.tokenizer.name,
+            "hash": tokens.tokenizer.hash,
+            "options": tokens.tokenizer.options,
+        },
         "card": card,
         "frame_rate": tokens.frame_rate,
         "n_codebooks": tokens.n_codebooks,
@@ -113,7 +117,9 @@ def load_tokens(path: str | os.PathLike) -> Tokens:
             extras={k.removeprefix("extras."): v for k, v in tensors.items() if k.startswith("extras.")},
             input=None
             if info is None
-            else InputInfo(info["sample_rate"], info["channels"], tuple(info["lengths"]), tuple(info.get("steps", ()))),
+            else InputInfo(
+                info["sample_rate"], info["channels"], tuple(info["lengths"]), tuple(info.get("steps", ()))
+            ),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise TokenFileError(f"corrupt token file {path}: bad header ({error})") from None

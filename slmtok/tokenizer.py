@@ -31,7 +31,9 @@ class Tokenizer(ABC):
     card: TokenizerCard
     device: torch.device
 
-    def __init__(self, *, device: str | torch.device = "cpu", load_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, *, device: str | torch.device = "cpu", load_options: dict[str, Any] | None = None
+    ) -> None:
         self.device = torch.device(device)
         self.load_options: dict[str, Any] = dict(load_options or {})
 

@@ -70,7 +70,9 @@ class TokenizerCard:
         data = asdict(self)
         data["codebook_sizes"] = list(self.codebook_sizes)
         data["semantic_codebooks"] = list(self.semantic_codebooks)
-        data.update(n_codebooks=self.n_codebooks, bitrate=self.bitrate, tokens_per_second=self.tokens_per_second)
+        data.update(
+            n_codebooks=self.n_codebooks, bitrate=self.bitrate, tokens_per_second=self.tokens_per_second
+        )
         return data
 
     @classmethod
@@ -135,7 +137,9 @@ class Tokens:
         if self.codes.ndim != 3:
             raise ValueError(f"codes must be [B, K, T], got shape {tuple(self.codes.shape)}")
         if self.lengths.shape != (self.codes.shape[0],):
-            raise ValueError(f"lengths must be [B]={self.codes.shape[0]}, got shape {tuple(self.lengths.shape)}")
+            raise ValueError(
+                f"lengths must be [B]={self.codes.shape[0]}, got shape {tuple(self.lengths.shape)}"
+            )
 
     @property
     def batch_size(self) -> int:

@@ -68,5 +68,9 @@ class GriffinLimVocoder:
             False,
         )[0]
         if n_samples != length:
-            wav = torch.nn.functional.pad(wav, (0, n_samples - length)) if n_samples > length else wav[:n_samples]
+            wav = (
+                torch.nn.functional.pad(wav, (0, n_samples - length))
+                if n_samples > length
+                else wav[:n_samples]
+            )
         return wav

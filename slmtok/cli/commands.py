@@ -52,7 +52,9 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _plan_outputs(items: list[InputItem], output: str, suffixes: tuple[str, ...], default_suffix: str) -> list[Path]:
+def _plan_outputs(
+    items: list[InputItem], output: str, suffixes: tuple[str, ...], default_suffix: str
+) -> list[Path]:
     """One output path per item. ``output`` is a file (single input with a matching suffix) or a folder,
     created if needed. Fails before any work if the folder cannot be written."""
     out = Path(output)
@@ -94,7 +96,9 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _encode_files(tok, items: list[InputItem], n_codebooks: int | None, batch_size: int) -> Iterator[tuple[InputItem, Tokens]]:
+def _encode_files(
+    tok, items: list[InputItem], n_codebooks: int | None, batch_size: int
+) -> Iterator[tuple[InputItem, Tokens]]:
     """Read and encode ``items`` in batches (grouped by sample rate and channels); yield one-item Tokens."""
     for batch in _batches(items, batch_size):
         loaded = [(item, *read_audio(item.path, start=item.start, duration=item.duration)) for item in batch]
@@ -136,8 +140,15 @@ def run_list(args: Namespace) -> int:
             rows.append({"name": name, "available": True, "origin": entry.origin, **card})
         except Exception as error:  # noqa: BLE001 - a tokenizer that cannot load is listed with the reason
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            rows.append({"name": name, "available": False, "origin": entry.origin, "reason": reason,
-                         "description": entry.description})
+            rows.append(
+                {
+                    "name": name,
+                    "available": False,
+                    "origin": entry.origin,
+                    "reason": reason,
+                    "description": entry.description,
+                }
+            )
     if args.json:
         _print_json(rows)
         return 0
@@ -153,8 +164,16 @@ def run_list(args: Namespace) -> int:
             continue
         sizes = r["codebook_sizes"]
         shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " ".join(map(str, sizes))
-        table.add_row(r["name"], r["kind"], f"{r['sample_rate']} Hz", f"{r['frame_rate']:g}", shape,
-                      f"{r['bitrate'] / 1000:.2f}", f"{r['tokens_per_second']:g}", r["description"])
+        table.add_row(
+            r["name"],
+            r["kind"],
+            f"{r['sample_rate']} Hz",
+            f"{r['frame_rate']:g}",
+            shape,
+            f"{r['bitrate'] / 1000:.2f}",
+            f"{r['tokens_per_second']:g}",
+            r["description"],
+        )
     Console().print(table)
     return 0
 
@@ -182,7 +201,7 @@ def run_encode(args: Namespace) -> int:
     _check_readable(items)
     tok = _load_tokenizer(args, args.tokenizer)
     card = tok.card.to_dict()
-    target = dict(zip(items, outputs))
+    target = dict(zip(items, outputs, strict=True))
     summary, seconds, frames = [], 0.0, 0
     start = time.perf_counter()
     with _progress(len(items), "encode") as bar:
@@ -192,17 +211,33 @@ def run_encode(args: Namespace) -> int:
             duration = tokens.input.durations[0]
             seconds += duration
             frames += int(tokens.lengths[0])
-            summary.append({"input": item.label, "output": str(target[item]), "duration": duration,
-                            "frames": int(tokens.lengths[0]), "codebooks": tokens.n_codebooks})
+            summary.append(
+                {
+                    "input": item.label,
+                    "output": str(target[item]),
+                    "duration": duration,
+                    "frames": int(tokens.lengths[0]),
+                    "codebooks": tokens.n_codebooks,
+                }
+            )
             bar.advance(task)
     elapsed = time.perf_counter() - start
-    report = {"tokenizer": tok.card.name, "files": len(items), "audio_seconds": seconds, "frames": frames,
-              "seconds": elapsed, "real_time_factor": elapsed / seconds if seconds else None, "items": summary}
+    report = {
+        "tokenizer": tok.card.name,
+        "files": len(items),
+        "audio_seconds": seconds,
+        "frames": frames,
+        "seconds": elapsed,
+        "real_time_factor": elapsed / seconds if seconds else None,
+        "items": summary,
+    }
     if args.json:
         _print_json(report)
     else:
-        print(f"encoded {len(items)} file(s), {seconds:.1f} s of audio, with {tok.card.name} "
-              f"in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}")
+        print(
+            f"encoded {len(items)} file(s), {seconds:.1f} s of audio, with {tok.card.name} "
+            f"in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}"
+        )
     return 0
 
 
@@ -213,7 +248,7 @@ def _collect_token_files(paths: list[str]) -> list[InputItem]:
 def run_decode(args: Namespace) -> int:
     items = _collect_token_files(args.inputs)
     outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
-    loaded = [(item, out, load_tokens(item.path)) for item, out in zip(items, outputs)]
+    loaded = [(item, out, load_tokens(item.path)) for item, out in zip(items, outputs, strict=True)]
     tokenizers: dict[tuple, Any] = {}
     report, start = [], time.perf_counter()
     with _progress(len(items), "decode") as bar:
@@ -232,13 +267,17 @@ def run_decode(args: Namespace) -> int:
                 audio = tok.decode(Tokens.cat([t for _, _, t in members]))
                 for i, (item, out, _) in enumerate(members):
                     write_audio(out, audio.item(i), audio.sample_rate)
-                    report.append({"input": str(item.path), "output": str(out), "duration": audio.durations[i]})
+                    report.append(
+                        {"input": str(item.path), "output": str(out), "duration": audio.durations[i]}
+                    )
                     bar.advance(task)
     elapsed = time.perf_counter() - start
     if args.json:
         _print_json({"files": len(items), "seconds": elapsed, "items": report})
     else:
-        print(f"decoded {len(items)} file(s) in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}")
+        print(
+            f"decoded {len(items)} file(s) in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}"
+        )
     return 0
 
 
@@ -247,7 +286,7 @@ def run_resynth(args: Namespace) -> int:
     outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
     _check_readable(items)
     tok = _load_tokenizer(args, args.tokenizer)
-    target = dict(zip(items, outputs))
+    target = dict(zip(items, outputs, strict=True))
     seconds = frames = 0.0
     encode_time = decode_time = 0.0
     k = None
@@ -271,8 +310,14 @@ def run_resynth(args: Namespace) -> int:
             seconds += duration
             frames += int(tokens.lengths[0])
             k = tokens.n_codebooks
-            rows.append({"input": item.label, "output": str(target[item]), "duration": duration,
-                         "frames": int(tokens.lengths[0])})
+            rows.append(
+                {
+                    "input": item.label,
+                    "output": str(target[item]),
+                    "duration": duration,
+                    "frames": int(tokens.lengths[0]),
+                }
+            )
             bar.advance(task)
     sizes = tok.max_codebook_sizes[:k]
     import math
@@ -293,7 +338,9 @@ def run_resynth(args: Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
-        print(f"{tok.card.name}: {len(items)} file(s), {seconds:.2f} s of audio, {k} codebook(s), "
-              f"{bitrate / 1000:.2f} kbps, {report['tokens_per_second']:.0f} tokens/s; "
-              f"encode RTF {report['encode_real_time_factor']:.3f}, decode RTF {report['decode_real_time_factor']:.3f}")
+        print(
+            f"{tok.card.name}: {len(items)} file(s), {seconds:.2f} s of audio, {k} codebook(s), "
+            f"{bitrate / 1000:.2f} kbps, {report['tokens_per_second']:.0f} tokens/s; "
+            f"encode RTF {report['encode_real_time_factor']:.3f}, decode RTF {report['decode_real_time_factor']:.3f}"
+        )
     return 0

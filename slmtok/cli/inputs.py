@@ -58,7 +58,9 @@ def collect(paths: list[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) ->
     names = {}
     for item in items:
         if item.name in names and names[item.name] != item:
-            raise SlmtokError(f"two inputs would write the same output {item.name}: {names[item.name].label} and {item.label}")
+            raise SlmtokError(
+                f"two inputs would write the same output {item.name}: {names[item.name].label} and {item.label}"
+            )
         names[item.name] = item
     return items
 
@@ -75,7 +77,9 @@ def _read_tsv(manifest: Path) -> list[InputItem]:
     for number, line in enumerate(lines, start=1):
         rel = line.split("\t")[0]
         path = Path(rel) if Path(rel).is_absolute() else root / rel
-        items.append(InputItem(path, Path(rel).with_suffix("") if not Path(rel).is_absolute() else Path(path.stem)))
+        items.append(
+            InputItem(path, Path(rel).with_suffix("") if not Path(rel).is_absolute() else Path(path.stem))
+        )
         if not path.exists():
             raise SlmtokError(f"{manifest}, entry {number}: no such file {path}")
     return items

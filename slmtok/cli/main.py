@@ -36,10 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     def tokenizer_args(p: argparse.ArgumentParser, with_name: bool = True) -> None:
         if with_name:
-            p.add_argument("-t", "--tokenizer", default=DEFAULT_TOKENIZER, help=f"tokenizer name (default {DEFAULT_TOKENIZER})")
+            p.add_argument(
+                "-t",
+                "--tokenizer",
+                default=DEFAULT_TOKENIZER,
+                help=f"tokenizer name (default {DEFAULT_TOKENIZER})",
+            )
         p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
-        p.add_argument("-O", "--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                       help="tokenizer load option, e.g. -O dedup=true (repeatable)")
+        p.add_argument(
+            "-O",
+            "--option",
+            type=_option,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="tokenizer load option, e.g. -O dedup=true (repeatable)",
+        )
         p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format")
 
     p = sub.add_parser("list", help="list registered tokenizers with their cards")
@@ -52,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("encode", help="audio files, folders or manifests -> .slmtok token files")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or .tsv/.jsonl manifests")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or .tsv/.jsonl manifests"
+    )
     p.add_argument("-o", "--output", required=True, help="a .slmtok file (one input) or a folder")
     tokenizer_args(p)
     p.add_argument("-k", "--n-codebooks", type=int, help="codebooks to emit (default: the card's)")
@@ -61,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help=".slmtok token files (or folders of them) -> audio")
     p.add_argument("inputs", nargs="+", metavar="TOKENS", help=".slmtok files or folders")
-    p.add_argument("-o", "--output", required=True, help="an audio file (.wav/.flac/.ogg, one input) or a folder")
+    p.add_argument(
+        "-o", "--output", required=True, help="an audio file (.wav/.flac/.ogg, one input) or a folder"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -61,7 +61,10 @@ class KMeans:
         """Write ``centroids`` as safetensors with ``info`` as a JSON header, atomically."""
         from safetensors.torch import save
 
-        blob = save({"centroids": self.centroids.cpu()}, metadata={"format": "slmtok-kmeans", "info": json.dumps(self.info)})
+        blob = save(
+            {"centroids": self.centroids.cpu()},
+            metadata={"format": "slmtok-kmeans", "info": json.dumps(self.info)},
+        )
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_bytes(blob)
@@ -103,7 +106,9 @@ def _as_matrix(features: Any, max_samples: int | None, seed: int) -> np.ndarray:
         parts: Iterable[Any] = [features]
     else:
         parts = features
-    arrays = [np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float32) for p in parts]
+    arrays = [
+        np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float32) for p in parts
+    ]
     if not arrays:
         raise SlmtokError("k-means: no features given")
     dims = {a.shape[-1] for a in arrays if a.ndim == 2}
@@ -141,7 +146,14 @@ def fit(
         raise SlmtokError(f"k-means: {data.shape[0]} samples cannot make {k} clusters")
     fit_fn = KMEANS_BACKENDS.get(backend).resolve()
     centroids, info = fit_fn(data, k, device=device, seed=seed, **options)
-    info = {"backend": backend, "k": k, "dim": int(data.shape[1]), "n_samples": int(data.shape[0]), "seed": seed, **info}
+    info = {
+        "backend": backend,
+        "k": k,
+        "dim": int(data.shape[1]),
+        "n_samples": int(data.shape[0]),
+        "seed": seed,
+        **info,
+    }
     return KMeans(torch.as_tensor(centroids), info)
 
 

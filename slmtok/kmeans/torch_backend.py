@@ -19,8 +19,8 @@ def fit_torch(
     centroids = _kmeans_plus_plus(x, k, gen)
     previous = float("inf")
     inertia = previous
-    it = 0
-    for it in range(1, n_iter + 1):
+    iterations = 0
+    for iterations in range(1, n_iter + 1):  # noqa: B007 - the count is reported below
         labels = assign_nearest(x, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
@@ -30,7 +30,7 @@ def fit_torch(
         if previous - inertia <= tol * max(previous, 1e-12):
             break
         previous = inertia
-    return centroids.cpu().numpy(), {"inertia": inertia, "n_iter": it}
+    return centroids.cpu().numpy(), {"inertia": inertia, "n_iter": iterations}
 
 
 def _kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:

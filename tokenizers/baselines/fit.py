@@ -34,7 +34,9 @@ def load_corpus(files: list[Path], sample_rate: int = 16000) -> list[torch.Tenso
     return out
 
 
-def fit_mel_rvq(signals: list[torch.Tensor], *, n_codebooks: int = 8, size: int = 1024, seed: int = 0) -> tuple:
+def fit_mel_rvq(
+    signals: list[torch.Tensor], *, n_codebooks: int = 8, size: int = 1024, seed: int = 0
+) -> tuple:
     """Residual codebooks ``[n_codebooks, size, n_mels]``: k-means on the residual of each stage."""
     config = MelConfig()
     mel = LogMel(config)
@@ -45,14 +47,22 @@ def fit_mel_rvq(signals: list[torch.Tensor], *, n_codebooks: int = 8, size: int 
         km = kmeans.fit(residual, size, backend="faiss", seed=seed + q, n_iter=25)
         residual -= km.centroids[km.assign(residual)]
         codebooks.append(km.centroids)
-        print(f"  mel-rvq stage {q + 1}/{n_codebooks}: residual energy per frame {residual.pow(2).sum(1).mean():.3f}")
+        print(
+            f"  mel-rvq stage {q + 1}/{n_codebooks}: residual energy per frame {residual.pow(2).sum(1).mean():.3f}"
+        )
     tensors = {"codebooks": torch.stack(codebooks)}
     meta = {
         "tokenizer": "mel-rvq",
         "mel": config.to_dict(),
         "griffin_lim_iters": 32,
         "source": SOURCE,
-        "fit": {"frames": int(frames.shape[0]), "k": size, "stages": n_codebooks, "backend": "faiss", "seed": seed},
+        "fit": {
+            "frames": int(frames.shape[0]),
+            "k": size,
+            "stages": n_codebooks,
+            "backend": "faiss",
+            "seed": seed,
+        },
     }
     return tensors, meta
 
@@ -78,7 +88,13 @@ def fit_mfcc_km(signals: list[torch.Tensor], *, k: int = 100, seed: int = 0) -> 
         "tokenizer": "mfcc-km",
         "mel": config.to_dict(),
         "source": SOURCE,
-        "fit": {"frames": int(feats_all.shape[0]), "k": k, "backend": "faiss", "seed": seed, "inertia": km.info["inertia"]},
+        "fit": {
+            "frames": int(feats_all.shape[0]),
+            "k": k,
+            "backend": "faiss",
+            "seed": seed,
+            "inertia": km.info["inertia"],
+        },
     }
     return tensors, meta
 

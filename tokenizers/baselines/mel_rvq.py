@@ -84,6 +84,7 @@ class MelRVQTokenizer(Tokenizer):
         return pad_stack(list(codes.split(frame_lengths.tolist(), dim=1)), PAD_CODE), frame_lengths, {}
 
     def _decode(self, codes, lengths, extras):
-        items = [self.vocoder(self.dequantize(codes[i, :, : int(lengths[i])]))[None] for i in range(codes.shape[0])]
+        items = [
+            self.vocoder(self.dequantize(codes[i, :, : int(lengths[i])]))[None] for i in range(codes.shape[0])
+        ]
         return pad_stack(items), torch.tensor([x.shape[-1] for x in items])
-

@@ -13,7 +13,9 @@ NAME = "mulaw-8bit"
 class MuLawTokenizer(Tokenizer):
     """mu-law companding (mu = 255) then 8-bit quantization of every sample at ``sample_rate`` Hz."""
 
-    def __init__(self, *, device: str | torch.device = "cpu", sample_rate: int = 16000, n_codebooks: int | None = None) -> None:
+    def __init__(
+        self, *, device: str | torch.device = "cpu", sample_rate: int = 16000, n_codebooks: int | None = None
+    ) -> None:
         super().__init__(device=device, load_options={"sample_rate": int(sample_rate)})
         if n_codebooks not in (None, 1):
             raise ValueError(f"{NAME} has one codebook; n_codebooks={n_codebooks} is out of range")

@@ -45,7 +45,9 @@ def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor], conf
 
     if "tokenizer" not in config:
         raise ValueError("config must name its tokenizer")
-    blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, metadata={"config": json.dumps(config)})
+    blob = save(
+        {k: v.contiguous().cpu() for k, v in tensors.items()}, metadata={"config": json.dumps(config)}
+    )
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)

@@ -39,7 +39,9 @@ class LogMel:
     The signal is zero-padded by ``n_fft // 2`` on both sides (centred frames), so any length >= 1 works.
     """
 
-    def __init__(self, config: MelConfig | None = None, device: str | torch.device = "cpu", **overrides) -> None:
+    def __init__(
+        self, config: MelConfig | None = None, device: str | torch.device = "cpu", **overrides
+    ) -> None:
         self.config = config or MelConfig(**overrides)
         self.device = torch.device(device)
 
@@ -74,7 +76,9 @@ class LogMel:
         """``[T]`` -> ``[n_freqs, T']`` power spectrogram."""
         c = self.config
         x = torch.nn.functional.pad(wav[None, None], (c.n_fft // 2, c.n_fft // 2))[0, 0]
-        spec = torch.stft(x, c.n_fft, c.hop_length, c.win_length, self.window, center=False, return_complex=True)
+        spec = torch.stft(
+            x, c.n_fft, c.hop_length, c.win_length, self.window, center=False, return_complex=True
+        )
         return spec.abs().pow(2)
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
