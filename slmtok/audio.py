@@ -108,15 +108,25 @@ def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def resample(x: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited (windowed-sinc, Hann) resampling of ``[..., T]`` from ``orig_rate`` to ``new_rate`` Hz.
+    """Band-limited resampling of ``[..., T]`` from ``orig_rate`` to ``new_rate`` Hz.
 
-    The output has ``ceil(T * new_rate / orig_rate)`` samples.
+    Kaiser-windowed sinc with librosa's "kaiser_best" settings (64 zero crossings, roll-off 0.9475,
+    beta 14.77): flat to 95 % of the lower Nyquist frequency, with strong stop-band rejection. The output
+    has ``ceil(T * new_rate / orig_rate)`` samples.
     """
     if orig_rate == new_rate:
         return x
     import torchaudio.functional as AF
 
-    return AF.resample(x, orig_rate, new_rate)
+    return AF.resample(
+        x,
+        orig_rate,
+        new_rate,
+        lowpass_filter_width=64,
+        rolloff=0.9475937167399596,
+        resampling_method="sinc_interp_kaiser",
+        beta=14.769656459379492,
+    )
 
 
 def prepare(
@@ -155,7 +165,7 @@ def prepare(
         how = "mean" if target_channels == 1 else "duplicated"
         steps.append(f"channels {batch.shape[1]} -> {target_channels} ({how})")
     if rate != target_rate:
-        steps.append(f"resampled {rate} Hz -> {target_rate} Hz (windowed sinc)")
+        steps.append(f"resampled {rate} Hz -> {target_rate} Hz (Kaiser sinc)")
     info = InputInfo(rate, batch.shape[1], tuple(int(n) for n in lens), tuple(steps))
     return PreparedAudio(out, new_lengths.to(device), info)
 

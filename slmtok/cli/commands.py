@@ -156,7 +156,9 @@ def run_list(args: Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="slmtok tokenizers")
-    for column in ("name", "kind", "rate", "frames/s", "K x size", "kbps", "tokens/s", "description"):
+    # names are what users type: never cut them to fit a narrow terminal or a pipe (80 columns)
+    table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    for column in ("kind", "rate", "frames/s", "K x size", "kbps", "tokens/s", "description"):
         table.add_column(column)
     for r in rows:
         if not r["available"]:
