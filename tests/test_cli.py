@@ -5,6 +5,7 @@ Audio is real speech (the Asterisk prompts, read through PyAV), cut to short cli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -184,7 +185,9 @@ def test_info_with_option(capsys, tokenizers):
     assert info["hash"] == tokenizers("mfcc-km", dedup=True).card.hash
     assert info["codebook_sizes"] == [100]
     _, plain, _ = run(capsys, "info", "mfcc-km", "--json")
-    assert json.loads(plain)["load_options"] == {}
+    plain = json.loads(plain)
+    assert not plain["load_options"].get("dedup", False)
+    assert plain["hash"] != info["hash"]  # the option changes what the tokenizer is
 
 
 def test_option_without_equals_is_a_usage_error(capsys):
@@ -500,16 +503,22 @@ def test_error_decode_not_a_token_file(capsys, tmp_path, good_wav):
     assert files_under(out) == []
 
 
-def test_error_decode_codes_out_of_range(capsys, tmp_path, good_wav, tokenizers):
+@pytest.mark.parametrize("code", [1024, -7, 70000])  # mel-rvq codebooks hold 1024 codes: 0..1023
+def test_error_decode_codes_out_of_range(capsys, tmp_path, good_wav, tokenizers, code):
     tok = tokenizers("mel-rvq")
     wav, rate = slmtok.read_audio(good_wav)
     tokens = tok.encode(wav, rate)
-    tokens.codes[0, 3, 5] = 1024  # codebook size is 1024: valid codes are 0..1023
+    codes = tokens.codes.clone()
+    codes[0, 3, 5] = code
+    tokens = dataclasses.replace(tokens, codes=codes)
     bad = slmtok.save_tokens(tmp_path / "bad.slmtok", tokens, card=tok.card.to_dict())
-    assert int(slmtok.load_tokens(bad).codes[0, 3, 5]) == 1024
+    assert int(slmtok.load_tokens(bad).codes[0, 3, 5]) == code
     out = tmp_path / "out"
     rc, stdout, err = run(capsys, "decode", bad, "-o", out / "bad.wav")
-    assert_one_line_error(rc, stdout, err, "1024", "out of range")
+    assert_one_line_error(rc, stdout, err, f"code {code} ", "codebook 3, frame 5", "out of range")
+    assert files_under(out) == []
+    rc, stdout, err = run(capsys, "decode", bad, "-o", out)  # into a folder
+    assert_one_line_error(rc, stdout, err, "out of range")
     assert files_under(out) == []
 
 

@@ -110,7 +110,7 @@ def _encode_files(
             wavs = [wav for _, wav in members]
             lengths = torch.tensor([w.shape[-1] for w in wavs])
             try:
-                tokens = tok.encode(pad_stack(wavs), rate, lengths=lengths, n_codebooks=n_codebooks)
+                tokens = tok.encode(pad_stack(wavs), rate, n_codebooks=n_codebooks)
             except SlmtokError as error:
                 if len(members) == 1:
                     raise type(error)(f"{members[0][0].label}: {error}") from None
@@ -321,7 +321,7 @@ def run_resynth(args: Namespace) -> int:
                 }
             )
             bar.advance(task)
-    sizes = tok.max_codebook_sizes[:k]
+    sizes = tok.max_codebook_sizes
     import math
 
     bitrate = sum(tok.card.frame_rate * math.log2(s) for s in sizes)

@@ -95,7 +95,7 @@ def _read_jsonl(manifest: Path) -> list[InputItem]:
             raw = row.get("path") or row.get("audio_filepath") or row.get("audio")
             if not isinstance(raw, str):
                 raise ValueError("no 'path'")
-            start = float(row.get("offset", row.get("start", 0.0)) or 0.0)
+            start = 0.0
             duration = row.get("duration")
             duration = None if duration is None else float(duration)
         except (ValueError, AttributeError) as error:

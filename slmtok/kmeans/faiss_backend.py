@@ -16,13 +16,22 @@ def fit_faiss(
     n_iter: int = 25,
     n_redo: int = 1,
     max_points_per_centroid: int = 256,
+    init: str = "k-means++",
     verbose: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Lloyd iterations with FAISS. Returns centroids ``[k, D]`` and ``{"inertia", "n_iter", ...}``.
 
-    FAISS subsamples to ``k * max_points_per_centroid`` points per iteration (its default is 256).
+    ``init="k-means++"`` (default) seeds with k-means++ on a subsample of ``k * 32`` rows; ``"random"``
+    uses FAISS's own random rows, restarted ``n_redo`` times. FAISS trains on at most
+    ``k * max_points_per_centroid`` rows.
     """
     import faiss
+    import torch
+
+    from slmtok.kmeans.init import kmeans_plus_plus
+
+    if init not in ("k-means++", "random"):
+        raise ValueError(f"init must be 'k-means++' or 'random', got {init!r}")
 
     use_gpu = bool(device and str(device).startswith("cuda") and faiss.get_num_gpus() > 0)
     km = faiss.Kmeans(
@@ -35,12 +44,18 @@ def fit_faiss(
         gpu=use_gpu,
         max_points_per_centroid=max_points_per_centroid,
     )
-    km.train(data)
+    seeds = None
+    if init == "k-means++":
+        gen = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(data.shape[0], generator=gen)[: k * 32]
+        seeds = kmeans_plus_plus(torch.from_numpy(data)[rows], k, gen).numpy()
+    km.train(data, init_centroids=seeds)
     objective = list(km.obj) if km.obj is not None else []
     return km.centroids.copy(), {
         "inertia": float(objective[-1]) if objective else float("nan"),
         "n_iter": n_iter,
         "n_redo": n_redo,
+        "init": init,
         "device": "cuda" if use_gpu else "cpu",
         "objective": [float(o) for o in objective],
     }

@@ -13,10 +13,11 @@ def fit_torch(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit ``k`` centroids to ``data`` ``[N, D]``. Returns centroids ``[k, D]`` and ``{"inertia", "n_iter"}``."""
     from slmtok.kmeans import assign_nearest
+    from slmtok.kmeans.init import kmeans_plus_plus
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(data).to(device or "cpu")
-    centroids = _kmeans_plus_plus(x, k, gen)
+    centroids = kmeans_plus_plus(x, k, gen)
     previous = float("inf")
     inertia = previous
     iterations = 0
@@ -32,15 +33,3 @@ def fit_torch(
         previous = inertia
     return centroids.cpu().numpy(), {"inertia": inertia, "n_iter": iterations}
 
-
-def _kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
-    first = int(torch.randint(n, (1,), generator=gen))
-    chosen = [first]
-    dist = (x - x[first]).pow(2).sum(1)
-    for _ in range(1, k):
-        probs = (dist / dist.sum()).cpu() if float(dist.sum()) > 0 else torch.full((n,), 1.0 / n)
-        idx = int(torch.multinomial(probs, 1, generator=gen))
-        chosen.append(idx)
-        dist = torch.minimum(dist, (x - x[idx]).pow(2).sum(1))
-    return x[chosen].clone()
