@@ -186,6 +186,8 @@ def read_audio(
         raise AudioError(f"no such file: {path}")
     if path.is_dir():
         raise AudioError(f"is a folder, not an audio file: {path}")
+    if path.stat().st_size == 0:
+        raise AudioError(f"empty audio: {path} is an empty file")
     try:
         import soundfile as sf
 

@@ -78,7 +78,9 @@ def test_padding_content_is_ignored(tok, speech_batch):
     noisy = wav.clone()
     for i, n in enumerate(lengths.tolist()):
         noisy[i, :, n:] = torch.randn_like(noisy[i, :, n:])
-    assert torch.equal(tok.encode(noisy, 16000, lengths=lengths).codes, tok.encode(wav, 16000, lengths=lengths).codes)
+    assert torch.equal(
+        tok.encode(noisy, 16000, lengths=lengths).codes, tok.encode(wav, 16000, lengths=lengths).codes
+    )
 
 
 def test_encode_is_deterministic(tok, speech_16k):
@@ -183,6 +185,8 @@ def test_decode_refuses_other_tokenizers(tok, speech_16k):
     wrong_name = type(tokens)(tokens.codes, tokens.lengths, tokens.frame_rate, TokenizerRef(other, "0" * 64))
     with pytest.raises(TokenizerMismatchError, match=other):
         tok.decode(wrong_name)
-    wrong_hash = type(tokens)(tokens.codes, tokens.lengths, tokens.frame_rate, TokenizerRef(tok.card.name, "f" * 64))
+    wrong_hash = type(tokens)(
+        tokens.codes, tokens.lengths, tokens.frame_rate, TokenizerRef(tok.card.name, "f" * 64)
+    )
     with pytest.raises(TokenizerMismatchError, match="weights"):
         tok.decode(wrong_hash)

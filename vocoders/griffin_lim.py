@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import torch
+
 from slmtok.tokenizers.features.mel import LogMel, MelConfig
 
 

@@ -22,6 +22,18 @@ from slmtok.tokenfile import SUFFIX, load_tokens, save_tokens
 from slmtok.types import Tokens
 
 AUDIO_OUTPUTS = (".wav", ".flac", ".ogg")
+KNOWN_FILE_SUFFIXES = {
+    *AUDIO_OUTPUTS,
+    SUFFIX,
+    ".mp3",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".g722",
+    ".npy",
+    ".pt",
+    ".json",
+}
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -29,7 +41,46 @@ def _load_tokenizer(args: Namespace, name: str):
     options = dict(args.option)
     if getattr(args, "checkpoint", None):
         options["checkpoint"] = args.checkpoint
-    return slmtok.load(name, device=args.device, **options)
+    _check_options(name, options)
+    return slmtok.load(name, device=_device(args.device), **options)
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    """A misspelt ``-O`` key is a one-line error naming the options, not a TypeError traceback."""
+    import inspect
+
+    if "device" in options:
+        raise SlmtokError("set the device with --device, not -O device=...")
+    try:
+        signature = inspect.signature(slmtok.tokenizer_entry(name).resolve())
+    except (TypeError, ValueError):  # no signature to check against: let the factory decide
+        return
+    params = signature.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [key for key in options if key not in params]
+    if unknown:
+        known = [
+            k for k, p in params.items() if k not in ("device", "checkpoint") and p.kind is p.KEYWORD_ONLY
+        ]
+        raise SlmtokError(f"{name!r} has no option {unknown[0]!r}; its options: {', '.join(known) or 'none'}")
+
+
+def _device(text: str) -> torch.device:
+    """``--device`` as a torch device, refusing names torch does not know and absent CUDA devices."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise SlmtokError(f"unknown --device {text!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise SlmtokError(f"--device {text}: no CUDA device is available here; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise SlmtokError(
+                f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+            )
+    return device
 
 
 def _progress(total: int, label: str):
@@ -55,27 +106,43 @@ def _stderr_console():
 def _plan_outputs(
     items: list[InputItem], output: str, suffixes: tuple[str, ...], default_suffix: str
 ) -> list[Path]:
-    """One output path per item. ``output`` is a file (single input with a matching suffix) or a folder,
-    created if needed. Fails before any work if the folder cannot be written."""
+    """One output path per item. ``output`` is a file (single input with a matching suffix) or a folder.
+
+    Checks before any work that every output can be written; folders are created only when the first
+    file goes into them (``_ensure_folder``), so a failed command leaves nothing behind.
+    """
     out = Path(output)
     if len(items) == 1 and out.suffix.lower() in suffixes:
-        paths, folders = [out], {out.parent}
+        paths = [out]
     else:
         if out.suffix.lower() in suffixes:
             raise SlmtokError(f"{len(items)} inputs need an output folder, not the file {out}")
+        if out.suffix.lower() in KNOWN_FILE_SUFFIXES and not out.is_dir():
+            raise SlmtokError(
+                f"cannot write {out.suffix} files: use {', '.join(suffixes)} (or name a folder)"
+            )
         paths = [out / item.name.with_suffix(default_suffix) for item in items]
-        folders = {p.parent for p in paths}
-    for folder in sorted(folders):
-        folder = folder if str(folder) else Path(".")
-        if folder.exists() and not folder.is_dir():
-            raise OutputError(f"output folder {folder} is a file")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"cannot create output folder {folder}: {error.strerror}") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"output folder {folder} is not writable")
+    for path in paths:  # renaming onto a folder fails late and leaves the temporary file behind
+        if path.is_dir():
+            raise OutputError(f"output {path} is a folder, not a file")
+    for folder in sorted({p.parent for p in paths}):
+        existing = folder if str(folder) else Path(".")
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputError(f"output folder {folder} cannot be made: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"output folder {existing} is not writable")
     return paths
+
+
+def _ensure_folder(path: Path) -> Path:
+    """Create ``path``'s folder (and parents) if needed; return ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create output folder {path.parent}: {error.strerror}") from None
+    return path
 
 
 def _check_readable(items: list[InputItem]) -> None:
@@ -110,7 +177,7 @@ def _encode_files(
             wavs = [wav for _, wav in members]
             lengths = torch.tensor([w.shape[-1] for w in wavs])
             try:
-                tokens = tok.encode(pad_stack(wavs), rate, n_codebooks=n_codebooks)
+                tokens = tok.encode(pad_stack(wavs), rate, lengths=lengths, n_codebooks=n_codebooks)
             except SlmtokError as error:
                 if len(members) == 1:
                     raise type(error)(f"{members[0][0].label}: {error}") from None
@@ -132,51 +199,48 @@ def _print_json(data: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ commands
 def run_list(args: Namespace) -> int:
-    rows = []
-    for name in slmtok.list_tokenizers(args.pattern):
-        entry = slmtok.tokenizer_entry(name)
-        try:
-            card = slmtok.load(name).card.to_dict()
-            rows.append({"name": name, "available": True, "origin": entry.origin, **card})
-        except Exception as error:  # noqa: BLE001 - a tokenizer that cannot load is listed with the reason
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            rows.append(
-                {
-                    "name": name,
-                    "available": False,
-                    "origin": entry.origin,
-                    "reason": reason,
-                    "description": entry.description,
-                }
-            )
+    from slmtok.cli.table import codebook_shape, markdown_table, tokenizer_rows
+
+    rows = tokenizer_rows(args.pattern)
+    if args.markdown:
+        print(markdown_table(rows), end="")
+        return 0
     if args.json:
         _print_json(rows)
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="slmtok tokenizers")
-    # names are what users type: never cut them to fit a narrow terminal or a pipe (80 columns)
-    table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
-    for column in ("kind", "rate", "frames/s", "K x size", "kbps", "tokens/s", "description"):
-        table.add_column(column)
+    cells = []
     for r in rows:
         if not r["available"]:
-            table.add_row(r["name"], "-", "-", "-", "-", "-", "-", f"unavailable: {r['reason']}")
+            cells.append([r["name"], "-", "-", "-", "-", "-", "-", f"unavailable: {r['reason']}"])
             continue
-        sizes = r["codebook_sizes"]
-        shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " ".join(map(str, sizes))
-        table.add_row(
-            r["name"],
-            r["kind"],
-            f"{r['sample_rate']} Hz",
-            f"{r['frame_rate']:g}",
-            shape,
-            f"{r['bitrate'] / 1000:.2f}",
-            f"{r['tokens_per_second']:g}",
-            r["description"],
+        cells.append(
+            [
+                r["name"],
+                r["kind"],
+                f"{r['sample_rate']} Hz",
+                f"{r['frame_rate']:g}",
+                codebook_shape(r["codebook_sizes"]),
+                f"{r['bitrate'] / 1000:.2f}",
+                f"{r['tokens_per_second']:g}",
+                r["description"],
+            ]
         )
-    Console().print(table)
+    # every column but the description keeps its full width, even in a pipe (80 columns)
+    table = Table(title="slmtok tokenizers")
+    headers = ("name", "kind", "rate", "frames/s", "K x size", "kbps", "tokens/s")
+    for i, header in enumerate(headers):
+        width = max([len(header), *(len(c[i]) for c in cells)])
+        table.add_column(header, no_wrap=True, min_width=width)
+    table.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1)
+    for row in cells:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: no terminal to fit, print whole rows
+        console = Console(width=200)
+    console.print(table)
     return 0
 
 
@@ -209,7 +273,7 @@ def run_encode(args: Namespace) -> int:
     with _progress(len(items), "encode") as bar:
         task = bar.add_task("encode", total=len(items))
         for item, tokens in _encode_files(tok, items, args.n_codebooks, args.batch_size):
-            save_tokens(target[item], tokens, card=card, sources=[item.label])
+            save_tokens(_ensure_folder(target[item]), tokens, card=card, sources=[item.label])
             duration = tokens.input.durations[0]
             seconds += duration
             frames += int(tokens.lengths[0])
@@ -251,6 +315,12 @@ def run_decode(args: Namespace) -> int:
     items = _collect_token_files(args.inputs)
     outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
     loaded = [(item, out, load_tokens(item.path)) for item, out in zip(items, outputs, strict=True)]
+    for item, _, tokens in loaded:  # one audio file per token file: a batch file would be cut or mixed up
+        if tokens.batch_size != 1:
+            raise SlmtokError(
+                f"{item.path} holds {tokens.batch_size} items; decode takes one item per token file "
+                "(split it with slmtok.load_tokens(path).select([i]) and save_tokens)"
+            )
     tokenizers: dict[tuple, Any] = {}
     report, start = [], time.perf_counter()
     with _progress(len(items), "decode") as bar:
@@ -264,11 +334,11 @@ def run_decode(args: Namespace) -> int:
             for key, members in groups.items():
                 if key[:3] not in tokenizers:
                     ref = members[0][2].tokenizer
-                    tokenizers[key[:3]] = slmtok.load(ref.name, device=args.device, **ref.options)
+                    tokenizers[key[:3]] = slmtok.load(ref.name, device=_device(args.device), **ref.options)
                 tok = tokenizers[key[:3]]
                 audio = tok.decode(Tokens.cat([t for _, _, t in members]))
                 for i, (item, out, _) in enumerate(members):
-                    write_audio(out, audio.item(i), audio.sample_rate)
+                    write_audio(_ensure_folder(out), audio.item(i), audio.sample_rate)
                     report.append(
                         {"input": str(item.path), "output": str(out), "duration": audio.durations[i]}
                     )
@@ -307,7 +377,7 @@ def run_resynth(args: Namespace) -> int:
             t2 = time.perf_counter()
             encode_time += t1 - t0
             decode_time += t2 - t1
-            write_audio(target[item], audio.item(0), audio.sample_rate)
+            write_audio(_ensure_folder(target[item]), audio.item(0), audio.sample_rate)
             duration = tokens.input.durations[0]
             seconds += duration
             frames += int(tokens.lengths[0])
@@ -321,7 +391,7 @@ def run_resynth(args: Namespace) -> int:
                 }
             )
             bar.advance(task)
-    sizes = tok.max_codebook_sizes
+    sizes = tok.max_codebook_sizes[:k]
     import math
 
     bitrate = sum(tok.card.frame_rate * math.log2(s) for s in sizes)

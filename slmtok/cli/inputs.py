@@ -95,9 +95,11 @@ def _read_jsonl(manifest: Path) -> list[InputItem]:
             raw = row.get("path") or row.get("audio_filepath") or row.get("audio")
             if not isinstance(raw, str):
                 raise ValueError("no 'path'")
-            start = 0.0
+            start = float(row.get("offset", row.get("start", 0.0)) or 0.0)
             duration = row.get("duration")
             duration = None if duration is None else float(duration)
+            if start < 0 or (duration is not None and duration <= 0):
+                raise ValueError(f"offset must be >= 0 and duration > 0, got {start} and {duration}")
         except (ValueError, AttributeError) as error:
             raise SlmtokError(f"{manifest}, line {number}: bad manifest entry ({error})") from None
         path = Path(raw) if Path(raw).is_absolute() else manifest.parent / raw

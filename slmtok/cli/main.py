@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered tokenizers with their cards")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default *)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
 
     p = sub.add_parser("info", help="show one tokenizer's card")
     p.add_argument("name")

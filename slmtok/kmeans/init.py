@@ -15,6 +15,7 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Ten
     trials = 2 + int(math.log(k))
     first = int(torch.randint(n, (1,), generator=gen))
     chosen = [first]
+    norms = x.pow(2).sum(1)
     dist = (x - x[first]).pow(2).sum(1)
     for _ in range(1, k):
         total = float(dist.sum())
@@ -23,7 +24,8 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Ten
         else:
             candidates = torch.randint(n, (trials,), generator=gen)
         candidates = candidates.to(x.device)
-        new = torch.minimum(dist[None], torch.cdist(x[candidates], x).pow(2))  # [trials, N]
+        to_candidates = (norms[candidates, None] + norms[None] - 2.0 * (x[candidates] @ x.T)).clamp_min(0)
+        new = torch.minimum(dist[None], to_candidates)  # [trials, N]
         best = int(new.sum(1).argmin())
         chosen.append(int(candidates[best]))
         dist = new[best]

@@ -32,4 +32,3 @@ def fit_torch(
             break
         previous = inertia
     return centroids.cpu().numpy(), {"inertia": inertia, "n_iter": iterations}
-

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 
 import torch
-from slmtok.tokenizers.baselines.weights import default_weights, load_weights
-from slmtok.tokenizers.features.mel import LogMel, MelConfig
-from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 from slmtok.batching import pad_stack
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
+from slmtok.tokenizers.baselines.weights import default_weights, load_weights
+from slmtok.tokenizers.features.mel import LogMel, MelConfig
 from slmtok.types import PAD_CODE, TokenizerCard
+from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 NAME = "mel-rvq"
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 
 import torch
-from slmtok.tokenizers.baselines.weights import default_weights, load_weights
-from slmtok.tokenizers.features.mel import MelConfig
-from slmtok.tokenizers.features.mfcc import HOP, MFCC, WINDOW
-from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 from slmtok.batching import pad_stack
 from slmtok.dedup import deduplicate, expand
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
+from slmtok.tokenizers.baselines.weights import default_weights, load_weights
+from slmtok.tokenizers.features.mel import MelConfig
+from slmtok.tokenizers.features.mfcc import HOP, MFCC, WINDOW
 from slmtok.types import PAD_CODE, TokenizerCard
+from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 NAME = "mfcc-km"
 

@@ -1,0 +1,50 @@
+"""The tokenizer table (README and ``slmtok list --markdown``), generated from the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tokenizer_rows(pattern: str = "*") -> list[dict[str, Any]]:
+    """One row per registered tokenizer: its card, or why it cannot be loaded here."""
+    import slmtok
+
+    rows = []
+    for name in slmtok.list_tokenizers(pattern):
+        entry = slmtok.tokenizer_entry(name)
+        try:
+            card = slmtok.load(name).card.to_dict()
+            rows.append({"name": name, "available": True, "origin": entry.origin, **card})
+        except Exception as error:  # noqa: BLE001 - listed with the reason, never with invented numbers
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            rows.append(
+                {
+                    "name": name,
+                    "available": False,
+                    "origin": entry.origin,
+                    "reason": reason,
+                    "description": entry.description,
+                }
+            )
+    return rows
+
+
+def codebook_shape(sizes: list[int]) -> str:
+    return f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| name | kind | sample rate | frames/s | codebooks | kbps | tokens/s | description |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if not r["available"]:
+            lines.append(f"| `{r['name']}` | - | - | - | - | - | - | unavailable here: {r['reason']} |")
+            continue
+        lines.append(
+            f"| `{r['name']}` | {r['kind']} | {r['sample_rate']} Hz | {r['frame_rate']:g} | "
+            f"{codebook_shape(r['codebook_sizes'])} | {r['bitrate'] / 1000:.2f} | {r['tokens_per_second']:g} | "
+            f"{r['description']} |"
+        )
+    return "\n".join(lines) + "\n"

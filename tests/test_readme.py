@@ -1,0 +1,56 @@
+"""The README is the front door: its commands run, its table matches the registry, CI runs its test
+command, and its numbers are the latest benchmark results."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def block(tag: str) -> str:
+    match = re.search(rf"<!-- readme-test: {tag} -->\s*```bash\n(.*?)\n```", README, re.S)
+    assert match, f"README has no '{tag}' command block"
+    return match.group(1)
+
+
+def between(tag: str) -> str:
+    match = re.search(rf"<!-- {tag}:start -->\n(.*?)<!-- {tag}:end -->", README, re.S)
+    assert match, f"README has no {tag} section"
+    return match.group(1)
+
+
+def test_main_command_runs(tmp_path):
+    """The install line is left out (the suite runs installed); the rest runs as written."""
+    lines = [ln.split("#")[0].strip() for ln in block("main").splitlines()]
+    commands = [ln.removeprefix("pip install . && ") for ln in lines if ln.startswith("pip install .")]
+    assert len(commands) == 1 and commands[0].startswith("slmtok encode")
+    subprocess.run(["bash", "-c", commands[0]], cwd=tmp_path, check=True, capture_output=True)
+    info = sf.info(tmp_path / "speech.wav")
+    assert info.samplerate == 16000 and info.duration > 1.0
+    assert (tmp_path / "speech.slmtok").stat().st_size > 1000
+
+
+def test_ci_runs_the_readme_test_command():
+    command = block("tests").strip()
+    assert "pytest" in command and "python -m pytest" not in command
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "readme-test: tests" in ci, ".ci/run must take its command from the README"
+
+
+def test_tokenizer_table_is_generated_from_the_registry():
+    from slmtok.cli.table import markdown_table, tokenizer_rows
+
+    assert between("tokenizers") == markdown_table(tokenizer_rows()), (
+        "README tokenizer table is stale: python -m slmtok.cli.readme"
+    )
+
+
+def test_benchmark_numbers_are_the_committed_results():
+    results = (ROOT / "benchmarks" / "results" / "embedded_baselines.md").read_text()
+    assert between("benchmark:embedded_baselines") == results, "README numbers differ from benchmarks/results"
