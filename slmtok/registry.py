@@ -138,46 +138,18 @@ FEATURES = Registry("feature extractor", "slmtok.features")
 KMEANS_BACKENDS = Registry("k-means backend", "slmtok.kmeans")
 VOCODERS = Registry("vocoder", "slmtok.vocoders")
 
-_B = "slmtok.tokenizers.baselines"
-TOKENIZERS.register(
-    "mel-rvq",
-    f"{_B}.mel_rvq:MelRVQTokenizer",
-    description="log-mel frames, residual VQ (8 x 1024 at 100 Hz), Griffin-Lim decoder; embedded default",
-    origin="builtin",
-)
-TOKENIZERS.register(
-    "mfcc-km",
-    f"{_B}.mfcc_km:MFCCKMeansTokenizer",
-    description="k-means units (100) over MFCC+delta+delta-delta, HuBERT's first-iteration targets",
-    origin="builtin",
-)
-TOKENIZERS.register(
-    "mulaw-8bit",
-    f"{_B}.mulaw:MuLawTokenizer",
-    description="WaveNet mu-law sample tokens (256 codes per sample at 16 kHz)",
-    origin="builtin",
+#: Light modules (no heavy imports) whose ``register_builtins()`` lists each package's built-ins.
+CATALOGS = (
+    "slmtok.tokenizers.catalog",
+    "slmtok.codecs.catalog",
+    "slmtok.vocoders.catalog",
+    "slmtok.catalog",
 )
 
-FEATURES.register(
-    "log-mel", "slmtok.tokenizers.features.mel:LogMel", description="log-mel filterbank", origin="builtin"
-)
-FEATURES.register(
-    "mfcc",
-    "slmtok.tokenizers.features.mfcc:MFCC",
-    description="Kaldi MFCC + deltas (39-d, 100 Hz)",
-    origin="builtin",
-)
 
-KMEANS_BACKENDS.register(
-    "faiss", "slmtok.kmeans.faiss_backend:fit_faiss", description="FAISS k-means", origin="builtin"
-)
-KMEANS_BACKENDS.register(
-    "torch", "slmtok.kmeans.torch_backend:fit_torch", description="Lloyd k-means in torch", origin="builtin"
-)
+def _register_builtins() -> None:
+    for module in CATALOGS:
+        importlib.import_module(module).register_builtins()
 
-VOCODERS.register(
-    "griffin-lim",
-    "slmtok.vocoders.griffin_lim:GriffinLimVocoder",
-    description="log-mel -> audio, weight-free",
-    origin="builtin",
-)
+
+_register_builtins()

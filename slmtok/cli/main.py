@@ -12,6 +12,18 @@ from typing import Any
 
 DEFAULT_TOKENIZER = "mel-rvq"
 
+#: Modules that add sub-commands: each defines ``register(subparsers)``, which adds its parsers with
+#: ``set_defaults(run=callable)``; the callable takes the parsed ``Namespace`` and returns an exit code.
+#: They must import only the standard library at module level (``slmtok --help`` imports them all).
+COMMAND_MODULES = (
+    "slmtok.cli.hub_commands",
+    "slmtok.cli.kmeans_commands",
+    "slmtok.cli.vocoder_commands",
+    "slmtok.cli.lm_commands",
+    "slmtok.cli.bench_commands",
+    "slmtok.cli.corpus_commands",
+)
+
 
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
@@ -91,14 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--n-codebooks", type=int, help="codebooks to emit (default: the card's)")
     p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    import importlib.util
+
+    for module in COMMAND_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from slmtok.cli import commands
-
     try:
+        if hasattr(args, "run"):
+            return args.run(args) or 0
+        from slmtok.cli import commands
+
         return getattr(commands, f"run_{args.command}")(args) or 0
     except KeyboardInterrupt:
         print("slmtok: interrupted", file=sys.stderr)
