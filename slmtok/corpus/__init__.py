@@ -1,0 +1,19 @@
+"""Corpus-scale encoding: sharded, resumable, loss-free, on one machine or a Ray cluster.
+
+>>> from slmtok.corpus import encode_corpus, load_item
+>>> summary = encode_corpus(["corpus/"], "tokens/", tokenizer="mel-rvq", engine="local")
+>>> tokens = load_item("tokens/", "speaker1/utt001")    # == slmtok.load("mel-rvq").encode(that file)
+
+An output folder holds ``plan.json`` (the tokenizer, its card hash and the fixed assignment of inputs to
+shards), ``shards/shard-NNNNN.safetensors`` (written atomically, one per shard, with the codes of its
+items and the failures among them), and, once every shard is done, ``index.jsonl`` (every input: shard,
+row, frames, duration), ``failures.jsonl`` and ``summary.json``. Restarting the same command skips the
+shards that exist, so a killed run finishes with every input encoded exactly once.
+"""
+
+from __future__ import annotations
+
+from slmtok.corpus.index import iter_items, load_item, read_index
+from slmtok.corpus.run import encode_corpus
+
+__all__ = ["encode_corpus", "iter_items", "load_item", "read_index"]

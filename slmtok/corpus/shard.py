@@ -1,0 +1,204 @@
+"""Encode one shard of a corpus plan and write it atomically; read shards back.
+
+A shard file is safetensors: ``codes`` ``[K, total_frames]`` (the items' valid frames one after the
+other), ``offsets`` ``[n + 1]`` (item ``r`` spans ``offsets[r]:offsets[r + 1]``), ``extras.<name>``
+likewise concatenated on the last axis, and a JSON header with the items (id, path, frames, duration,
+input rate), the failures (id, path, error) and the tokenizer (name, card hash, options).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slmtok.atomic import atomic_path
+from slmtok.audio import convert_channels, read_audio, resample
+from slmtok.batching import pad_stack
+from slmtok.corpus.plan import CorpusItem
+from slmtok.errors import SlmtokError
+from slmtok.types import Tokens
+
+SHARD_FORMAT = "slmtok-corpus-shard"
+
+
+def shard_path(out: Path, index: int) -> Path:
+    return out / "shards" / f"shard-{index:05d}.safetensors"
+
+
+@dataclass
+class ShardResult:
+    index: int
+    items: int
+    failures: int
+    audio_seconds: float
+    seconds: float
+    skipped: bool = False
+
+
+@dataclass
+class _Loaded:
+    item: CorpusItem
+    wav: torch.Tensor | None = None  # [C, T] at the tokenizer's rate and channel count
+    rate: int = 0
+    samples: int = 0
+    channels: int = 0
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(item: CorpusItem, rate: int, channels: int) -> _Loaded:
+    """Read and convert one input in a worker thread (resampling happens in the reader)."""
+    try:
+        wav, orig_rate = read_audio(item.path, start=item.start, duration=item.segment)
+        samples, orig_channels = wav.shape[-1], wav.shape[0]
+        if not bool(torch.isfinite(wav).all()):
+            raise SlmtokError("audio contains NaN or Inf samples")
+        wav = resample(convert_channels(wav, channels), orig_rate, rate)
+        return _Loaded(item, wav, orig_rate, samples, orig_channels)
+    except Exception as error:  # noqa: BLE001 - any unreadable input becomes a recorded failure
+        return _Loaded(item, error=(str(error).splitlines() or [type(error).__name__])[0])
+
+
+def _batches(
+    loaded: Iterator[_Loaded], rate: int, batch_seconds: float, failures: list[dict]
+) -> Iterator[list[_Loaded]]:
+    """Group consecutive items so that (longest x count) stays within ``batch_seconds`` of audio; items
+    that could not be read go to ``failures``."""
+    batch: list[_Loaded] = []
+    longest = 0
+    for entry in loaded:
+        if entry.error is not None:
+            failures.append({"id": entry.item.id, "path": entry.item.path, "error": entry.error})
+            continue
+        n = entry.wav.shape[-1]
+        if batch and max(longest, n) * (len(batch) + 1) > batch_seconds * rate:
+            yield batch
+            batch, longest = [], 0
+        batch.append(entry)
+        longest = max(longest, n)
+    if batch:
+        yield batch
+
+
+def _encode(tok, batch: list[_Loaded], n_codebooks: int | None) -> list[Tokens | str]:
+    """Encode a batch; if it fails, encode item by item so only the bad items fail."""
+    rate = tok.card.sample_rate
+    wavs = [e.wav for e in batch]
+    try:
+        tokens = tok.encode(
+            pad_stack(wavs), rate, lengths=[w.shape[-1] for w in wavs], n_codebooks=n_codebooks
+        )
+        return [tokens.select([i]) for i in range(len(batch))]
+    except SlmtokError:
+        out: list[Tokens | str] = []
+        for w in wavs:
+            try:
+                out.append(tok.encode(w, rate, n_codebooks=n_codebooks))
+            except SlmtokError as error:
+                out.append(str(error))
+        return out
+
+
+def encode_shard(
+    tok,
+    items: list[CorpusItem],
+    index: int,
+    out: Path,
+    *,
+    n_codebooks: int | None = None,
+    batch_seconds: float = 120.0,
+    workers: int = 2,
+) -> ShardResult:
+    """Encode ``items`` and atomically write shard ``index`` under ``out``; skip it if it exists."""
+    path = shard_path(out, index)
+    if path.exists():
+        header = read_shard_header(path)
+        seconds = sum(i["duration"] for i in header["items"])
+        return ShardResult(index, len(header["items"]), len(header["failures"]), seconds, 0.0, skipped=True)
+    start = time.perf_counter()
+    rate, channels = tok.card.sample_rate, tok.card.channels
+    failures: list[dict] = []
+    encoded: list[tuple[_Loaded, Tokens]] = []
+    # reader threads decode and resample ahead (in plan order) while the model encodes earlier batches
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        loaded = pool.map(lambda it: _load(it, rate, channels), items)
+        for batch in _batches(loaded, rate, batch_seconds, failures):
+            for entry, result in zip(batch, _encode(tok, batch, n_codebooks), strict=True):
+                if isinstance(result, str):
+                    failures.append({"id": entry.item.id, "path": entry.item.path, "error": result})
+                else:
+                    encoded.append((entry, result))
+    encoded.sort(key=lambda pair: pair[0].item.id)
+    _write_shard(path, tok, encoded, failures)
+    seconds = sum(e.samples / e.rate for e, _ in encoded)
+    return ShardResult(index, len(encoded), len(failures), seconds, time.perf_counter() - start)
+
+
+def _write_shard(path: Path, tok, encoded: list[tuple[Any, Tokens]], failures: list[dict]) -> None:
+    from safetensors.torch import save
+
+    k = encoded[0][1].n_codebooks if encoded else tok.card.n_codebooks
+    parts = [t.item(0) for _, t in encoded]
+    codes = torch.cat(parts, dim=1) if parts else torch.zeros(k, 0, dtype=torch.long)
+    lengths = torch.tensor([p.shape[1] for p in parts], dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    top = int(codes.max()) if codes.numel() else 0
+    tensors = {
+        "codes": codes.to(torch.int16 if top < 2**15 else torch.int32).contiguous(),
+        "offsets": offsets,
+    }
+    for name in encoded[0][1].extras if encoded else ():
+        tensors[f"extras.{name}"] = torch.cat(
+            [t.extras[name][0, ..., : int(t.lengths[0])] for _, t in encoded], -1
+        )
+    header = {
+        "tokenizer": {"name": tok.card.name, "hash": tok.card.hash, "options": tok.load_options},
+        "frame_rate": tok.card.frame_rate,
+        "items": [
+            {
+                "id": e.item.id,
+                "path": e.item.path,
+                "row": row,
+                "frames": int(t.lengths[0]),
+                "duration": e.samples / e.rate,
+                "sample_rate": e.rate,
+                "channels": e.channels,
+            }
+            for row, (e, t) in enumerate(encoded)
+        ],
+        "failures": failures,
+    }
+    blob = save(tensors, metadata={"format": SHARD_FORMAT, "header": json.dumps(header)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
+
+
+def read_shard_header(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001
+        raise SlmtokError(f"corrupt corpus shard {path}") from None
+    if meta.get("format") != SHARD_FORMAT:
+        raise SlmtokError(f"not a corpus shard: {path}")
+    return json.loads(meta["header"])
+
+
+def read_shard(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Header and tensors (``codes``, ``offsets``, ``extras.*``) of a shard file."""
+    from safetensors import safe_open
+
+    header = read_shard_header(path)
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    return header, tensors
