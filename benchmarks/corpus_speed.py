@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import slmtok
+from slmtok.cli.inputs import collect
 from slmtok.corpora import asterisk_prompts
 from slmtok.corpus import encode_corpus, iter_items
 
@@ -67,10 +68,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    files = asterisk_prompts(args.language)
-    folder = files[0].parent
-    while not all(folder in f.parents for f in files):
+    prompts = asterisk_prompts(args.language)
+    folder = prompts[0].parent
+    while not all(folder in f.parents for f in prompts):
         folder = folder.parent
+    files = [item.path for item in collect([str(folder)])]  # every file encode-corpus will see
     rows = []
     for name in args.tokenizers:
         rows.append(run(name, {}, files, folder, args.workers))

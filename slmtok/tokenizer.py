@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from slmtok.audio import prepare
-from slmtok.errors import CodesError, TokenizerMismatchError
+from slmtok.errors import CodesError, SlmtokError, TokenizerMismatchError
 from slmtok.types import PAD_CODE, Audio, TokenizerCard, TokenizerRef, Tokens
 
 
@@ -177,3 +177,27 @@ def content_hash(config: dict[str, Any], tensors: dict[str, torch.Tensor] | None
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def encode_list(
+    tok: Tokenizer, wavs: list[torch.Tensor], sample_rate: int, *, n_codebooks: int | None = None
+) -> list[Tokens | SlmtokError]:
+    """Encode ``[C, T_i]`` signals of one rate and channel count as one padded batch, one ``Tokens``
+    per item. If the batch is refused (say, one item holds NaN), items are encoded one by one, and each
+    refused item gets its error in place of tokens, so one bad input never costs the others."""
+    from slmtok.batching import pad_stack
+
+    try:
+        lengths = [w.shape[-1] for w in wavs]
+        tokens = tok.encode(pad_stack(wavs), sample_rate, lengths=lengths, n_codebooks=n_codebooks)
+        return [tokens.select([i]) for i in range(len(wavs))]
+    except SlmtokError:
+        if len(wavs) == 1:
+            raise
+    out: list[Tokens | SlmtokError] = []
+    for wav in wavs:
+        try:
+            out.append(tok.encode(wav, sample_rate, n_codebooks=n_codebooks))
+        except SlmtokError as error:
+            out.append(error)
+    return out

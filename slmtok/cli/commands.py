@@ -15,10 +15,10 @@ import torch
 
 import slmtok
 from slmtok.audio import read_audio, write_audio
-from slmtok.batching import pad_stack
 from slmtok.cli.inputs import InputItem, collect
 from slmtok.errors import OutputError, SlmtokError
 from slmtok.tokenfile import SUFFIX, load_tokens, save_tokens
+from slmtok.tokenizer import encode_list
 from slmtok.types import Tokens
 
 AUDIO_OUTPUTS = (".wav", ".flac", ".ogg")
@@ -174,21 +174,14 @@ def _encode_files(
             groups.setdefault((rate, wav.shape[0]), []).append((item, wav))
         done: dict[InputItem, Tokens] = {}
         for (rate, _), members in groups.items():
-            wavs = [wav for _, wav in members]
-            lengths = torch.tensor([w.shape[-1] for w in wavs])
             try:
-                tokens = tok.encode(pad_stack(wavs), rate, lengths=lengths, n_codebooks=n_codebooks)
-            except SlmtokError as error:
-                if len(members) == 1:
-                    raise type(error)(f"{members[0][0].label}: {error}") from None
-                for item, wav in members:  # find which file is bad, and name it
-                    try:
-                        tok.encode(wav, rate, n_codebooks=n_codebooks)
-                    except SlmtokError as inner:
-                        raise type(inner)(f"{item.label}: {inner}") from None
-                raise
-            for i, (item, _) in enumerate(members):
-                done[item] = tokens.select([i])
+                results = encode_list(tok, [wav for _, wav in members], rate, n_codebooks=n_codebooks)
+            except SlmtokError as error:  # a batch of one
+                raise type(error)(f"{members[0][0].label}: {error}") from None
+            for (item, _), result in zip(members, results, strict=True):
+                if isinstance(result, SlmtokError):
+                    raise type(result)(f"{item.label}: {result}") from None
+                done[item] = result
         for item in batch:
             yield item, done[item]
 

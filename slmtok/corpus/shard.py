@@ -20,9 +20,9 @@ import torch
 
 from slmtok.atomic import atomic_path
 from slmtok.audio import convert_channels, read_audio, resample
-from slmtok.batching import pad_stack
 from slmtok.corpus.plan import CorpusItem
 from slmtok.errors import SlmtokError
+from slmtok.tokenizer import encode_list
 from slmtok.types import Tokens
 
 SHARD_FORMAT = "slmtok-corpus-shard"
@@ -87,25 +87,6 @@ def _batches(
         yield batch
 
 
-def _encode(tok, batch: list[_Loaded], n_codebooks: int | None) -> list[Tokens | str]:
-    """Encode a batch; if it fails, encode item by item so only the bad items fail."""
-    rate = tok.card.sample_rate
-    wavs = [e.wav for e in batch]
-    try:
-        tokens = tok.encode(
-            pad_stack(wavs), rate, lengths=[w.shape[-1] for w in wavs], n_codebooks=n_codebooks
-        )
-        return [tokens.select([i]) for i in range(len(batch))]
-    except SlmtokError:
-        out: list[Tokens | str] = []
-        for w in wavs:
-            try:
-                out.append(tok.encode(w, rate, n_codebooks=n_codebooks))
-            except SlmtokError as error:
-                out.append(str(error))
-        return out
-
-
 def encode_shard(
     tok,
     items: list[CorpusItem],
@@ -130,9 +111,13 @@ def encode_shard(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         loaded = pool.map(lambda it: _load(it, rate, channels), items)
         for batch in _batches(loaded, rate, batch_seconds, failures):
-            for entry, result in zip(batch, _encode(tok, batch, n_codebooks), strict=True):
-                if isinstance(result, str):
-                    failures.append({"id": entry.item.id, "path": entry.item.path, "error": result})
+            try:
+                results = encode_list(tok, [e.wav for e in batch], rate, n_codebooks=n_codebooks)
+            except SlmtokError as error:
+                results = [error]
+            for entry, result in zip(batch, results, strict=True):
+                if isinstance(result, SlmtokError):
+                    failures.append({"id": entry.item.id, "path": entry.item.path, "error": str(result)})
                 else:
                     encoded.append((entry, result))
     encoded.sort(key=lambda pair: pair[0].item.id)
