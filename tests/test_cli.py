@@ -154,7 +154,10 @@ def test_list_table_shows_every_name_and_kbps(capsys, monkeypatch, columns):
         rows = [ln for ln in lines if f" {name} " in ln]
         assert rows, f"{name!r} missing (or cut) in:\n{out}"
         if columns == "250":
-            card = slmtok.load(name).card
+            try:
+                card = slmtok.load(name).card
+            except slmtok.SlmtokError:  # weights not available here: listed with the reason instead
+                continue
             kbps = expected_bitrate(card.frame_rate, list(card.codebook_sizes)) / 1000
             assert f" {kbps:.2f} " in rows[0]
             assert f"{card.sample_rate} Hz" in rows[0]
