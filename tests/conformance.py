@@ -11,15 +11,60 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+
+def _codec_standin(write: str, filename: str, *args: Any) -> Callable[[Path], dict[str, Any]]:
+    """A factory writing ``slmtok.codecs.standins.<write>(tmp / filename, *args)`` (a small random-weight
+    checkpoint in the upstream's format) and pointing ``checkpoint=`` at it."""
+
+    def factory(tmp: Path) -> dict[str, Any]:
+        from slmtok.codecs import standins
+
+        written = getattr(standins, write)(tmp / filename, *args)
+        return {"checkpoint": [str(p) for p in written] if isinstance(written, tuple) else str(written)}
+
+    return factory
+
+
+def _semantic_standin(name: str, **extra: Any) -> Callable[[Path], dict[str, Any]]:
+    """A factory writing stand-ins for a semantic bundle (random fairseq HuBERT, scikit-learn k-means
+    pickle, small unit HiFi-GAN; or an MFCC bundle folder): ``slmtok.tokenizers.semantic.standins``."""
+
+    def factory(tmp: Path) -> dict[str, Any]:
+        from slmtok.tokenizers.semantic.standins import standin_options
+
+        return {**standin_options(name, tmp), **extra}
+
+    return factory
+
+
 #: name -> function(tmp_dir) -> options for ``slmtok.load``
 LOAD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mel-rvq": lambda tmp: {},
     "mfcc-km": lambda tmp: {},
     "mulaw-8bit": lambda tmp: {},
+    "encodec-24khz": _codec_standin("write_encodec", "encodec_24khz.th", "24khz"),
+    "encodec-48khz": _codec_standin("write_encodec", "encodec_48khz.th", "48khz"),
+    "dac-16khz": _codec_standin("write_dac", "weights_16khz.pth", "16khz"),
+    "dac-24khz": _codec_standin("write_dac", "weights_24khz.pth", "24khz"),
+    "dac-44khz": _codec_standin("write_dac", "weights_44khz.pth", "44khz"),
+    "speechtokenizer": _codec_standin("write_speechtokenizer", "speechtokenizer"),
+    "snac-24khz": _codec_standin("write_snac", "snac", True),
+    **{
+        name: _semantic_standin(name)
+        for name in (
+            "hubert-base-l6-km50",
+            "hubert-base-l6-km100",
+            "hubert-base-l6-km200",
+            "hubert-base-l9-km500",
+            "mhubert-base-l11-km1000",
+            "semantic-bundle",
+        )
+    },
 }
 
 #: extra variants worth running the whole suite on
 VARIANTS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mfcc-km[dedup]": lambda tmp: {"dedup": True},
     "mel-rvq[k=3]": lambda tmp: {"n_codebooks": 3},
+    "semantic-bundle[dedup]": _semantic_standin("semantic-bundle", dedup=True),
 }

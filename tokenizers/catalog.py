@@ -1,4 +1,6 @@
-"""Built-in tokenizers and feature extractors of ``slmtok.tokenizers`` (names -> lazy import paths)."""
+"""Built-in tokenizers and feature extractors of ``slmtok.tokenizers`` (names -> lazy import paths),
+the scikit-learn k-means backend of the semantic tokenizers, and the semantic bundles a user registered
+under ``$SLMTOK_HOME/tokenizers`` (found by listing that folder; nothing is read until one is loaded)."""
 
 from __future__ import annotations
 
@@ -31,3 +33,48 @@ def register_builtins() -> None:
     FEATURES.register(
         "mfcc", f"{f}.mfcc:MFCC", description="Kaldi MFCC + deltas (39-d, 100 Hz)", origin="builtin"
     )
+    for name, what in (
+        ("hubert-base", "HuBERT Base (LibriSpeech 960 h), any layer, 768-d, 50 Hz"),
+        ("hubert-large", "HuBERT Large (Libri-Light 60k h), any layer, 1024-d, 50 Hz"),
+        ("mhubert-base", "multilingual HuBERT Base (VoxPopuli en/es/fr), any layer, 768-d, 50 Hz"),
+    ):
+        FEATURES.register(name, f"{f}.hubert:{name.replace('-', '_')}", description=what, origin="builtin")
+
+    from slmtok.registry import KMEANS_BACKENDS
+
+    KMEANS_BACKENDS.register(
+        "sklearn",
+        "slmtok.kmeans.sklearn_backend:fit_sklearn",
+        description="scikit-learn MiniBatchKMeans, fairseq HuBERT recipe settings (CPU, the reference)",
+        origin="builtin",
+    )
+
+    s = "slmtok.tokenizers.semantic"
+    published = {
+        "hubert-base-l6-km50": "HuBERT Base layer 6, 50 units (GSLM); no published unit vocoder",
+        "hubert-base-l6-km100": "HuBERT Base layer 6, 100 units (GSLM), unit HiFi-GAN (LJSpeech)",
+        "hubert-base-l6-km200": "HuBERT Base layer 6, 200 units (GSLM); no published unit vocoder",
+        "hubert-base-l9-km500": "HuBERT Base layer 9, 500 units, unit HiFi-GAN (Expresso, multi-speaker)",
+        "mhubert-base-l11-km1000": "mHuBERT layer 11, 1000 units (textless S2ST), unit HiFi-GAN (LJSpeech)",
+    }
+    for name, what in published.items():
+        TOKENIZERS.register(
+            name, f"{s}.bundle:SemanticTokenizer", description=what, defaults={"spec": name}, origin="builtin"
+        )
+    TOKENIZERS.register(
+        "semantic-bundle",
+        f"{s}.bundle:SemanticTokenizer",
+        description="a semantic bundle folder written by `slmtok kmeans fit` (option bundle=DIR)",
+        origin="builtin",
+    )
+    from slmtok.tokenizers.semantic.user_registry import registered_bundles
+
+    for name in registered_bundles():
+        if name not in TOKENIZERS:
+            TOKENIZERS.register(
+                name,
+                f"{s}.bundle:SemanticTokenizer",
+                description="semantic bundle registered by `slmtok kmeans fit --name`",
+                defaults={"name": name},
+                origin="user",
+            )

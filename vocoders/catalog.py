@@ -12,3 +12,15 @@ def register_builtins() -> None:
         description="log-mel -> audio, weight-free",
         origin="builtin",
     )
+    VOCODERS.register(
+        "hifigan-unit",
+        "slmtok.vocoders.unit_hifigan:load_unit_vocoder",
+        description="unit HiFi-GAN (speech-resynthesis / fairseq CodeHiFiGAN): g_XXXXXXXX + config.json",
+        origin="builtin",
+    )
+    VOCODERS.register(
+        "hifigan",
+        "slmtok.vocoders.mel_hifigan:load_mel_vocoder",
+        description="mel HiFi-GAN V1/V2/V3 (jik876/hifi-gan generator_v1 + config.json)",
+        origin="builtin",
+    )

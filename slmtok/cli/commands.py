@@ -222,27 +222,40 @@ def run_list(args: Namespace) -> int:
             ]
         )
     # every column but the description keeps its full width, even in a pipe (80 columns)
-    table = Table(title="slmtok tokenizers")
-    headers = ("name", "kind", "rate", "frames/s", "K x size", "kbps", "tokens/s")
-    for i, header in enumerate(headers):
-        width = max([len(header), *(len(c[i]) for c in cells)])
-        table.add_column(header, no_wrap=True, min_width=width)
-    table.add_column("description", no_wrap=True, overflow="ellipsis", ratio=1)
-    for row in cells:
-        table.add_row(*row)
     console = Console()
     if not console.is_terminal:  # a pipe or a file: no terminal to fit, print whole rows
         console = Console(width=200)
+    table = Table(title="slmtok tokenizers")
+    headers = ("name", "kind", "rate", "frames/s", "K x size", "kbps", "tokens/s")
+    widths = [max([len(header), *(len(c[i]) for c in cells)]) for i, header in enumerate(headers)]
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, no_wrap=True, min_width=width)
+    # the description gets what is left (rich would otherwise squeeze the other columns to nothing)
+    room = max(12, console.width - sum(widths) - 3 * len(widths) - 4)
+    table.add_column("description", no_wrap=True, max_width=room)
+    for row in cells:
+        text = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        table.add_row(*row[:-1], text)
     console.print(table)
     return 0
 
 
 def run_info(args: Namespace) -> int:
-    tok = _load_tokenizer(args, args.name)
-    card = tok.card.to_dict()
+    from slmtok.hub.listing import card_row
+
     entry = slmtok.tokenizer_entry(args.name)
-    card["origin"] = entry.origin
-    card["load_options"] = tok.load_options
+    row = card_row(args.name, entry.description) if entry.origin == "builtin" else None
+    if row is not None and not row["weights_cached"] and not (args.checkpoint or args.option):
+        # a codec whose weights are not downloaded: its hub card, without downloading anything
+        card = {"name": args.name, **row, "origin": entry.origin}
+        card["weights"] = f"not downloaded here (slmtok download {args.name})"
+    else:
+        tok = _load_tokenizer(args, args.name)
+        card = tok.card.to_dict()
+        card["origin"] = entry.origin
+        card["load_options"] = tok.load_options
+        if row is not None:
+            card.update({k: v for k, v in row.items() if k.startswith("weights_")})
     if args.json:
         _print_json(card)
         return 0
@@ -250,6 +263,10 @@ def run_info(args: Namespace) -> int:
     for key, value in card.items():
         if key == "bitrate":
             value = f"{value:.1f} bits/s ({value / 1000:.2f} kbps)"
+        elif key == "weights_sha256" and not value:
+            value = "not published; recorded at first download (see weights_verification)"
+        elif key == "hash" and not value:
+            value = "computed from the weights once they are loaded"
         print(f"{key:<{width}}  {value}")
     return 0
 

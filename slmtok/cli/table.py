@@ -6,12 +6,18 @@ from typing import Any
 
 
 def tokenizer_rows(pattern: str = "*") -> list[dict[str, Any]]:
-    """One row per registered tokenizer: its card, or why it cannot be loaded here."""
+    """One row per registered tokenizer: its card, or why it cannot be loaded here. A codec with a hub
+    model card of its name is listed from that card (``slmtok.hub.listing``), never downloaded."""
     import slmtok
+    from slmtok.hub.listing import card_row
 
     rows = []
     for name in slmtok.list_tokenizers(pattern):
         entry = slmtok.tokenizer_entry(name)
+        from_card = card_row(name, entry.description) if entry.origin == "builtin" else None
+        if from_card is not None:
+            rows.append({"name": name, "available": True, "origin": entry.origin, **from_card})
+            continue
         try:
             card = slmtok.load(name).card.to_dict()
             rows.append({"name": name, "available": True, "origin": entry.origin, **card})

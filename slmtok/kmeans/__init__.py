@@ -20,7 +20,7 @@ from slmtok.atomic import atomic_path
 from slmtok.errors import SlmtokError
 from slmtok.registry import KMEANS_BACKENDS
 
-__all__ = ["KMeans", "fit", "load", "assign_nearest"]
+__all__ = ["KMeans", "fit", "fit_stream", "load", "assign_nearest", "nearest_with_margin"]
 
 # Rows whose best and second-best squared distances are closer than this (relative) are recomputed in
 # float64, so an assignment never depends on how many other rows were in the same matrix product.
@@ -57,8 +57,13 @@ class KMeans:
         nearest = self.centroids[self.assign(x)]
         return float((x - nearest).double().pow(2).sum())
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``centroids`` as safetensors with ``info`` as a JSON header, atomically."""
+    def save(self, path: str | os.PathLike, *, card: bool = False) -> Path:
+        """Write ``centroids`` as safetensors with ``info`` as a JSON header, atomically.
+
+        With ``card=True`` also write ``<path>.json``: the info plus K, D and the file's sha256.
+        """
+        import hashlib
+
         from safetensors.torch import save
 
         blob = save(
@@ -68,6 +73,17 @@ class KMeans:
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_bytes(blob)
+        if card:
+            data = {
+                "format": "slmtok-kmeans",
+                "file": path.name,
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "k": self.k,
+                "dim": self.dim,
+                **self.info,
+            }
+            with atomic_path(path.with_name(path.name + ".json")) as tmp:
+                tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         return path
 
 
@@ -77,27 +93,46 @@ def assign_nearest(x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 655
     float32 matrix products, with near-ties re-decided in float64: each row's answer is the same whether
     it is assigned alone or in a batch.
     """
+    return nearest_with_margin(x, centroids, chunk=chunk)[0]
+
+
+def nearest_with_margin(
+    x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 65536
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``assign_nearest`` plus each row's margin: (second-best - best squared distance) / scale ``[N]``.
+
+    The margin says how far a row is from a decision boundary, relative to the size of the distances;
+    callers whose features carry float noise (a padded batch vs one item) use it to find rows whose unit
+    could flip. Near-ties (margin below 1e-4) are decided exactly in float64.
+    """
     x = x.to(centroids.device, torch.float32)
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
         raise ValueError(f"features must be [N, {centroids.shape[1]}], got {tuple(x.shape)}")
+    n = x.shape[0]
+    out = torch.zeros(n, dtype=torch.long, device=centroids.device)
+    margin = torch.full((n,), float("inf"), device=centroids.device)
+    if centroids.shape[0] == 1:
+        return out, margin
     c_norm = centroids.pow(2).sum(1)
-    out = torch.empty(x.shape[0], dtype=torch.long, device=centroids.device)
-    for start in range(0, x.shape[0], chunk):
+    c64 = None
+    for start in range(0, n, chunk):
         xs = x[start : start + chunk]
-        dist = c_norm[None, :] - 2.0 * (xs @ centroids.T)
-        if centroids.shape[0] == 1:
-            out[start : start + xs.shape[0]] = 0
-            continue
+        dist = torch.addmm(c_norm[None, :], xs, centroids.T, alpha=-2.0)
         top = dist.topk(2, dim=1, largest=False)
         best = top.indices[:, 0]
         scale = top.values.abs().amax(1) + xs.pow(2).sum(1) + 1e-12
-        close = (top.values[:, 1] - top.values[:, 0]) <= _TIE_TOLERANCE * scale
+        gap = (top.values[:, 1] - top.values[:, 0]) / scale
+        close = gap <= _TIE_TOLERANCE
         if bool(close.any()):
+            if c64 is None:
+                c64 = centroids.double()
+                c64_norm = c64.pow(2).sum(1)
             rows = xs[close].double()
-            exact = (rows[:, None, :] - centroids.double()[None]).pow(2).sum(-1)
+            exact = torch.addmm(c64_norm[None, :], rows, c64.T, alpha=-2.0)
             best[close] = exact.argmin(1)
         out[start : start + xs.shape[0]] = best
-    return out
+        margin[start : start + xs.shape[0]] = gap
+    return out, margin
 
 
 def _as_matrix(features: Any, max_samples: int | None, seed: int) -> np.ndarray:
@@ -158,12 +193,19 @@ def fit(
 
 
 def load(path: str | os.PathLike) -> KMeans:
-    """Read a k-means file written by ``KMeans.save``."""
+    """Read a k-means file: slmtok's own (``KMeans.save``, safetensors) or a published scikit-learn
+    pickle (GSLM/textlesslib ``km.bin``, fairseq ``*_km500.bin``), the latter through a restricted
+    unpickler that executes nothing (``slmtok.kmeans.sklearn_import``)."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise SlmtokError(f"no such k-means file: {path}")
+    if _is_pickle(path):
+        from slmtok.kmeans.sklearn_import import read_sklearn_kmeans
+
+        centers, fitted = read_sklearn_kmeans(path)
+        return KMeans(torch.from_numpy(centers), {"backend": "sklearn-import", "source": str(path), **fitted})
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -173,3 +215,22 @@ def load(path: str | os.PathLike) -> KMeans:
     if meta.get("format") != "slmtok-kmeans":
         raise SlmtokError(f"not a slmtok k-means file: {path}")
     return KMeans(centroids, json.loads(meta.get("info", "{}")))
+
+
+def _is_pickle(path: Path) -> bool:
+    """A pickle (protocol 2+ starts with ``0x80``) or a joblib file compressed with zlib, gzip, bz2, xz or
+    lzma; safetensors starts with a little-endian header length followed by ``{``."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        return False
+    zlib_header = len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0
+    compressed = head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"ZF"))
+    return head[:1] == b"\x80" or zlib_header or compressed
+
+
+def fit_stream(*args: Any, **kwargs: Any) -> KMeans:
+    """Fit on features streamed from a corpus; see ``slmtok.kmeans.stream.fit_stream``."""
+    from slmtok.kmeans.stream import fit_stream as _fit_stream
+
+    return _fit_stream(*args, **kwargs)

@@ -1,0 +1,245 @@
+"""``encodec-24khz`` and ``encodec-48khz``: Meta's EnCodec, wrapping the ``encodec`` package's model.
+
+- **24 kHz** (causal, mono): 75 frames/s, up to 32 codebooks of 1024; ``n_codebooks`` 2 / 4 / 8 / 16 /
+  32 is EnCodec's 1.5 / 3 / 6 / 12 / 24 kbps. Default 8 (6 kbps).
+- **48 kHz** (non-causal, stereo, GroupNorm): the signal is cut into 1 s segments every 0.99 s, each
+  loudness-normalised and encoded alone (as upstream); the segments' codes are concatenated in time
+  (150 frames per full segment, so 151.5 frames/s) and each frame carries its segment's scale in
+  ``Tokens.extras["scale"]`` ``[B, 1, T]``. Decoding overlap-adds the segments as upstream. Up to 16
+  codebooks; default 8 (12 kbps nominal).
+
+The number of codebooks is a per-call argument: codes come from ``quantizer.vq.encode(emb, n_q=k)``,
+the call the upstream ``set_target_bandwidth`` selects, without ever setting a bandwidth on the model.
+
+**Exact batching.** Items (24 kHz) or segments (48 kHz) run through ``slmtok.codecs.ragged``: each one is
+padded, normalised and quantised exactly as alone (its own reflection and extra padding), and each item
+runs alone at a canonical width (its length rounded up to a grid) on one intra-op thread, items in
+parallel, so its codes are the same bits alone or in any batch (``ChunkedCodec``). Against the upstream
+call on the unpadded item the latents differ by rounding only (other widths), so codes agree except at
+near-ties (the tests and the benchmark count them).
+
+**Long input.** 24 kHz items longer than 60 s are encoded in 60 s cores with 5 s of audio context on each
+side (``ChunkedCodec``). The encoder is causal, so a core's frames see the true past only as far back as
+its context: the LSTM state is rebuilt from 5 s of audio instead of the whole past, and a code can
+differ from a whole-input encode near a core start. 48 kHz segments are independent by design, so its
+chunked codes are exactly the whole-input codes.
+
+Checkpoints: ``checkpoint=`` a ``.th`` state dict as the publisher ships it (``encodec_24khz-d7cc33bc.th``);
+the architecture is read from the tensor shapes (``n_filters``, ``dimension``, codebooks, LSTM layers),
+so small stand-ins load too. Without it the published weights come from the hub card.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from slmtok.batching import pad_stack
+from slmtok.codecs import ragged
+from slmtok.codecs.base import ChunkedCodec
+from slmtok.codecs.loading import CodecSource, check_inited, fold_weight_norm, resolve_source
+from slmtok.errors import CodesError
+from slmtok.tokenizer import content_hash
+from slmtok.types import TokenizerCard
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The fixed settings of one published EnCodec model (from ``encodec.model``)."""
+
+    sample_rate: int
+    channels: int
+    causal: bool
+    norm: str
+    normalize: bool
+    segment: float | None
+    bandwidths: tuple[float, ...]
+    default_codebooks: int
+
+
+VARIANTS = {
+    "24khz": Variant(24000, 1, True, "weight_norm", False, None, (1.5, 3.0, 6.0, 12.0, 24.0), 8),
+    "48khz": Variant(48000, 2, False, "time_group_norm", True, 1.0, (3.0, 6.0, 12.0, 24.0), 8),
+}
+
+
+def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """``n_filters``, ``dimension``, ``n_q``, ``bins`` and ``lstm`` layers from an EnCodec state dict."""
+    first = state.get("encoder.model.0.conv.conv.weight_v", state.get("encoder.model.0.conv.conv.weight"))
+    embed = state.get("quantizer.vq.layers.0._codebook.embed")
+    if first is None or embed is None:
+        raise ValueError("not an EnCodec state dict (no encoder.model.0 / quantizer.vq.layers.0 tensors)")
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"quantizer\.vq\.layers\.(\d+)\.", k))}
+    lstm = {
+        int(m.group(1)) for k in state if (m := re.match(r"encoder\.model\.\d+\.lstm\.weight_ih_l(\d+)$", k))
+    }
+    return {
+        "n_filters": int(first.shape[0]),
+        "dimension": int(embed.shape[1]),
+        "bins": int(embed.shape[0]),
+        "n_q": len(layers),
+        "lstm": len(lstm),
+    }
+
+
+def build_model(variant: str, arch: dict[str, int]):
+    """An ``encodec.EncodecModel`` of ``variant`` with the given architecture (random weights)."""
+    from encodec import modules, quantization
+    from encodec.model import EncodecModel
+
+    v = VARIANTS[variant]
+    common = dict(
+        channels=v.channels,
+        dimension=arch["dimension"],
+        n_filters=arch["n_filters"],
+        norm=v.norm,
+        causal=v.causal,
+        lstm=arch["lstm"],
+    )
+    model = EncodecModel(
+        modules.SEANetEncoder(**common),
+        modules.SEANetDecoder(**common),
+        quantization.ResidualVectorQuantizer(dimension=arch["dimension"], n_q=arch["n_q"], bins=arch["bins"]),
+        list(v.bandwidths),
+        v.sample_rate,
+        v.channels,
+        normalize=v.normalize,
+        segment=v.segment,
+        name=f"encodec_{variant}",
+    )
+    return model.eval()
+
+
+class EncodecTokenizer(ChunkedCodec):
+    """EnCodec behind the ``Tokenizer`` interface. Build with ``slmtok.load("encodec-24khz", ...)``.
+
+    Args:
+        variant: ``"24khz"`` or ``"48khz"`` (set by the registered name).
+        checkpoint: a local ``.th`` state dict in EnCodec's own format.
+        card: the hub card to fetch weights from (default: the tokenizer's name).
+        n_codebooks: default codebooks per frame (24 kHz: 8 = 6 kbps; 48 kHz: 8 = 12 kbps nominal).
+        trust: allow full unpickling of a checkpoint that ``weights_only`` refuses.
+    """
+
+    chunk_frames = 60 * 75
+    width_multiple_frames = 15  # 0.2 s at 24 kHz; 48 kHz segments (150 frames) fill their width
+    encode_context = 5 * 75
+    decode_context = 5 * 75
+    max_batch_samples = 24000 * 40
+
+    def __init__(
+        self,
+        *,
+        variant: str = "24khz",
+        device: str | torch.device = "cpu",
+        checkpoint: str | os.PathLike | None = None,
+        card: Any = None,
+        n_codebooks: int | None = None,
+        trust: bool = False,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"EnCodec variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        name = f"encodec-{variant}"
+        source: CodecSource = resolve_source(name, checkpoint=checkpoint, card=card, trust=trust)
+        super().__init__(device=device, load_options=source.options)
+        state = source.load_state_dict()
+        arch = infer_architecture(state)
+        model = build_model(variant, arch)
+        model.load_state_dict(state, strict=True)
+        check_inited(model, source.label)
+        fold_weight_norm(model)
+        self.model = model.to(self.device)
+        self.variant = VARIANTS[variant]
+        self.hop = int(math.prod(model.encoder.ratios))
+        if self.variant.segment is not None:
+            self.segment_length = int(self.variant.segment * self.variant.sample_rate)
+            self.segment_stride = max(1, int((1 - model.overlap) * self.segment_length))
+            self.segment_frames = math.ceil(self.segment_length / self.hop)
+            frame_rate = self.segment_frames * self.variant.sample_rate / self.segment_stride
+        else:
+            frame_rate = self.variant.sample_rate / self.hop
+        self.max_batch_samples = self.max_batch_samples * self.variant.sample_rate // 24000
+        k = n_codebooks or min(self.variant.default_codebooks, arch["n_q"])
+        if not 1 <= k <= arch["n_q"]:
+            raise CodesError(f"{name} has {arch['n_q']} codebooks; n_codebooks={k} is out of range")
+        description = (
+            "EnCodec 24 kHz, causal mono RVQ codec (1.5-24 kbps)"
+            if variant == "24khz"
+            else "EnCodec 48 kHz, stereo RVQ codec on 1 s segments (3-24 kbps)"
+        )
+        self.card = TokenizerCard(
+            name=name,
+            kind="acoustic",
+            sample_rate=self.variant.sample_rate,
+            channels=self.variant.channels,
+            frame_rate=frame_rate,
+            codebook_sizes=(arch["bins"],) * k,
+            max_codebooks=arch["n_q"],
+            license=source.license or "MIT",
+            source=source.url or "https://github.com/facebookresearch/encodec",
+            description=description,
+            hash=content_hash({"tokenizer": name, **arch}, state),
+        )
+
+    # -------------------------------------------------------------------------------- 24 kHz pieces
+    def encode_pieces(self, wav, lengths, n_codebooks):
+        emb, frames = ragged.run(self.model.encoder, wav, lengths)
+        codes = self.model.quantizer.vq.encode(emb, n_q=n_codebooks)  # [K, N, T']
+        return codes.transpose(0, 1), frames
+
+    def decode_pieces(self, codes, lengths):
+        emb = self.model.quantizer.decode(codes.transpose(0, 1))
+        return ragged.run(self.model.decoder, emb, lengths)
+
+    # -------------------------------------------------------------------------------- 48 kHz segments
+    def _encode(self, wav, lengths, n_codebooks):
+        if self.variant.segment is None:
+            return super()._encode(wav, lengths, n_codebooks)
+        lengths = [int(n) for n in lengths]
+        segments, scales, owners = [], [], []
+        for i, n in enumerate(lengths):
+            for offset in range(0, n, self.segment_stride):
+                x = wav[i : i + 1, :, offset : min(n, offset + self.segment_length)]
+                mono = x.mean(dim=1, keepdim=True)  # as EncodecModel._encode_frame
+                scale = 1e-8 + mono.pow(2).mean(dim=2, keepdim=True).sqrt()
+                segments.append((x / scale)[0])
+                scales.append(scale.view(()))
+                owners.append(i)
+        outputs = self._run_groups(
+            segments, lambda x, n: self.encode_pieces(x, n, n_codebooks), self.hop, 0.0
+        )
+        per_item: list[list[torch.Tensor]] = [[] for _ in lengths]
+        per_scale: list[list[torch.Tensor]] = [[] for _ in lengths]
+        for owner, codes, scale in zip(owners, outputs, scales, strict=True):
+            per_item[owner].append(codes)
+            per_scale[owner].append(scale.expand(1, codes.shape[-1]))
+        codes = pad_stack([torch.cat(c, dim=-1) for c in per_item], -1)
+        scale = pad_stack([torch.cat(s, dim=-1) for s in per_scale], 0.0)
+        frames = torch.tensor([sum(x.shape[-1] for x in c) for c in per_item])
+        return codes, frames, {"scale": scale}
+
+    def _decode(self, codes, lengths, extras):
+        if self.variant.segment is None:
+            return super()._decode(codes, lengths, extras)
+        if "scale" not in extras:
+            raise CodesError(f"{self.card.name} tokens need their per-segment scales (extras['scale'])")
+        from encodec.utils import _linear_overlap_add
+
+        per = self.segment_frames
+        pieces, owners, scales = [], [], []
+        for i, n in enumerate(int(x) for x in lengths):
+            for start in range(0, n, per):
+                pieces.append(codes[i, :, start : min(n, start + per)])
+                scales.append(extras["scale"][i, 0, start])
+                owners.append(i)
+        outputs = self._run_groups(pieces, self.decode_pieces, 1, 0)
+        items: list[list[torch.Tensor]] = [[] for _ in lengths]
+        for owner, audio, scale in zip(owners, outputs, scales, strict=True):
+            items[owner].append(audio[None] * scale.view(-1, 1, 1))  # as EncodecModel._decode_frame
+        wavs = [_linear_overlap_add(segs, self.segment_stride)[0] for segs in items]
+        return pad_stack(wavs), torch.tensor([w.shape[-1] for w in wavs])

@@ -1,0 +1,181 @@
+"""Random-weight stand-ins for the published codec checkpoints, written in each upstream's own format.
+
+The published weights cannot be downloaded everywhere (CI machines, air-gapped clusters), yet the
+loading code, the batching and the parity with the upstream packages must be tested. These writers
+build each upstream model with random weights (the real architecture, or a narrow one for fast tests),
+give EnCodec-style codebooks data-driven values (so that codes vary), and save exactly what the
+publisher ships:
+
+- EnCodec: ``torch.save(model.state_dict())`` (``.th``);
+- DAC: ``DAC.save(path, package=False)``: ``{"state_dict", "metadata": {"kwargs"}}`` (``.pth``);
+- SpeechTokenizer: ``config.json`` + ``torch.save(model.state_dict())`` (``.pt``);
+- SNAC: ``config.json`` + ``torch.save(model.state_dict())`` (``pytorch_model.bin``), as on the HF hub.
+
+Random weights produce noise-like audio: good for testing plumbing and speed, meaningless for quality.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+DAC_RATES = {
+    "16khz": dict(sample_rate=16000, encoder_rates=[2, 4, 5, 8], n_codebooks=12),
+    "24khz": dict(sample_rate=24000, encoder_rates=[2, 4, 5, 8], n_codebooks=32),
+    "44khz": dict(sample_rate=44100, encoder_rates=[2, 4, 8, 8], n_codebooks=9),
+}
+
+
+def probe_signal(sample_rate: int, seconds: float, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """A deterministic speech-like test signal ``[1, channels, T]``: harmonic tones with gliding pitch,
+    syllable-rate amplitude modulation and noise bursts, peak about 0.5."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    pitch = 120 + 60 * torch.sin(2 * math.pi * 0.7 * t) + 40 * torch.rand(1, generator=g)
+    phase = 2 * math.pi * torch.cumsum(pitch, 0) / sample_rate
+    voiced = sum(torch.sin(h * phase) / h for h in range(1, 12))
+    envelope = (0.5 + 0.5 * torch.sin(2 * math.pi * 4 * t)).pow(2)
+    noise = torch.randn(t.shape, generator=g) * (torch.sin(2 * math.pi * 1.3 * t) > 0.6)
+    x = envelope * voiced * 0.15 + 0.05 * noise
+    out = torch.stack([x * (1 - 0.2 * c) for c in range(channels)])[None]
+    return (out / out.abs().max() * 0.5).float()
+
+
+@torch.no_grad()
+def init_codebooks(codebooks: list[torch.nn.Module], frames: torch.Tensor, seed: int = 0) -> None:
+    """Give EnCodec-style ``EuclideanCodebook`` modules data-driven codewords and mark them initialised:
+    stage by stage, Gaussian codewords with the mean and per-dimension spread of the residual frames
+    ``[N, D]`` (well separated, unlike sampled frames, so near-ties are as rare as in trained codebooks)."""
+    g = torch.Generator().manual_seed(seed)
+    residual = frames.clone()
+    for book in codebooks:
+        bins, dim = book.embed.shape
+        mean, std = residual.mean(0), residual.std(0).clamp_min(1e-4)
+        embed = mean + std * torch.randn(bins, dim, generator=g)
+        book.embed.copy_(embed)
+        book.embed_avg.copy_(embed)
+        book.cluster_size.fill_(1.0)
+        book.inited.fill_(1.0)
+        residual = residual - embed[torch.cdist(residual, embed).argmin(dim=1)]
+
+
+def write_encodec(
+    path: str | os.PathLike, variant: str = "24khz", *, tiny: bool = True, seed: int = 0
+) -> Path:
+    """Write an EnCodec ``.th`` state dict; ``tiny``: 4 base filters and 32-d latents (else the real size)."""
+    from slmtok.codecs.encodec import VARIANTS, build_model
+
+    torch.manual_seed(seed)
+    v = VARIANTS[variant]
+    n_q = 32 if variant == "24khz" else 16
+    arch = (
+        dict(n_filters=4, dimension=32, bins=1024, n_q=n_q, lstm=2)
+        if tiny
+        else dict(n_filters=32, dimension=128, bins=1024, n_q=n_q, lstm=2)
+    )
+    model = build_model(variant, arch)
+    x = probe_signal(v.sample_rate, 12 if variant == "24khz" else 8, v.channels, seed)
+    if v.normalize:
+        x = x / (1e-8 + x.mean(dim=1, keepdim=True).pow(2).mean().sqrt())
+    frames = model.encoder(x)[0].T  # [N, D]
+    init_codebooks([layer._codebook for layer in model.quantizer.vq.layers], frames, seed)
+    path = Path(path)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def write_dac(path: str | os.PathLike, rate: str = "16khz", *, tiny: bool = True, seed: int = 0) -> Path:
+    """Write a DAC ``.pth`` with ``DAC.save(package=False)``; ``tiny``: 8 / 32 channels (else 64 / 1536)."""
+    import dac
+
+    torch.manual_seed(seed)
+    spec = DAC_RATES[rate]
+    model = dac.DAC(
+        encoder_dim=8 if tiny else 64,
+        encoder_rates=spec["encoder_rates"],
+        decoder_dim=32 if tiny else 1536,
+        decoder_rates=list(reversed(spec["encoder_rates"])),
+        n_codebooks=spec["n_codebooks"],
+        codebook_size=1024,
+        codebook_dim=8,
+        sample_rate=spec["sample_rate"],
+    ).eval()
+    path = Path(path)
+    model.save(str(path), package=False)
+    return path
+
+
+def speechtokenizer_config(tiny: bool = True) -> dict:
+    """A SpeechTokenizer ``config.json`` (the published ``speechtokenizer_hubert_avg`` values if not tiny)."""
+    return {
+        "n_filters": 4 if tiny else 64,
+        "strides": [8, 5, 4, 2],
+        "dimension": 32 if tiny else 1024,
+        "semantic_dimension": 24 if tiny else 768,
+        "bidirectional": True,
+        "dilation_base": 2,
+        "residual_kernel_size": 3,
+        "n_residual_layers": 1,
+        "lstm_layers": 2,
+        "activation": "ELU",
+        "codebook_size": 1024,
+        "n_q": 8,
+        "sample_rate": 16000,
+    }
+
+
+def write_speechtokenizer(
+    folder: str | os.PathLike, *, tiny: bool = True, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write ``config.json`` and ``SpeechTokenizer.pt`` (a state dict) into ``folder``."""
+    from speechtokenizer import SpeechTokenizer
+
+    torch.manual_seed(seed)
+    config = speechtokenizer_config(tiny)
+    model = SpeechTokenizer(config).eval()
+    frames = model.encoder(probe_signal(16000, 16, 1, seed))[0].T
+    init_codebooks([layer._codebook for layer in model.quantizer.vq.layers], frames, seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    torch.save(model.state_dict(), folder / "SpeechTokenizer.pt")
+    return folder / "config.json", folder / "SpeechTokenizer.pt"
+
+
+def snac_config(tiny: bool = True) -> dict:
+    """A SNAC ``config.json``: the published ``hubertsiuzdak/snac_24khz`` values, or narrow (``tiny``:
+    4 encoder / 32 decoder channels) with the same strides, levels and 4096-entry codebooks."""
+    return {
+        "sampling_rate": 24000,
+        "encoder_dim": 4 if tiny else 48,
+        "encoder_rates": [2, 4, 8, 8],
+        "decoder_dim": 32 if tiny else 1024,
+        "decoder_rates": [8, 8, 4, 2],
+        "attn_window_size": None,
+        "codebook_size": 4096,
+        "codebook_dim": 8,
+        "vq_strides": [4, 2, 1],
+        "noise": True,
+        "depthwise": True,
+    }
+
+
+def write_snac(
+    folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0, **overrides
+) -> tuple[Path, Path]:
+    """Write ``config.json`` and ``pytorch_model.bin`` (a state dict) of a random-weight ``snac.SNAC`` into
+    ``folder``, the two files ``SNAC.from_pretrained`` reads; ``overrides`` change config values."""
+    from snac import SNAC
+
+    torch.manual_seed(seed)
+    config = {**snac_config(tiny), **overrides}
+    model = SNAC(**config).eval()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder / "config.json", folder / "pytorch_model.bin"

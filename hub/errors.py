@@ -1,0 +1,29 @@
+"""Errors of the checkpoint hub. Every message is one line that names the card, the file and what to do."""
+
+from __future__ import annotations
+
+from slmtok.errors import SlmtokError
+
+
+class HubError(SlmtokError):
+    """Base class of the hub's errors."""
+
+
+class CardError(HubError, ValueError):
+    """A model card that is unknown, unreadable or malformed."""
+
+
+class ChecksumError(HubError, ValueError):
+    """A downloaded or cached file whose sha256 (or size) is not the one its card gives."""
+
+
+class DownloadError(HubError, OSError):
+    """A file that could not be downloaded."""
+
+
+class OfflineError(DownloadError):
+    """A file that is not in the cache while downloads are off (``SLMTOK_OFFLINE=1``) or the network is down."""
+
+
+class UntrustedCheckpointError(HubError, ValueError):
+    """A checkpoint that needs full unpickling but is neither sha256-verified against a card nor trusted."""

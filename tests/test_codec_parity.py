@@ -1,0 +1,389 @@
+"""Parity with the upstream packages: same checkpoint file, same speech -> same codes, same audio.
+
+Each upstream model is built with random weights (EnCodec 24 kHz at its published size through
+``EncodecModel.encodec_model_24khz``; the others narrow, through the upstream classes), saved in the
+upstream's own format, then loaded by slmtok with ``checkpoint=`` and through a ``file://`` card with
+its sha256. The upstream side always loads and runs through the package's own API
+(``EncodecModel.encode/decode`` with ``set_target_bandwidth``, ``DAC.load`` + ``preprocess/encode``,
+``SpeechTokenizer.load_from_checkpoint`` + ``encode/decode``), on the exact signal slmtok feeds its
+model (real speech converted from 8, 16 or 44.1 kHz by ``slmtok.audio.prepare``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import slmtok
+from slmtok import hub
+from slmtok.audio import prepare, resample
+from slmtok.codecs import standins
+from slmtok.corpora import asterisk_prompts
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:DeprecationWarning"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Both sides run on one thread: the same kernels, and fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def utterances() -> list[torch.Tensor]:
+    """Four real utterances at 16 kHz of 2.2, 1.7, 1.3 and 0.9 s, from three talkers (``[T]`` each)."""
+    out = []
+    for language, seconds in (("en", 2.2), ("fr", 1.7), ("it", 1.3), ("en", 0.9)):
+        n = int(seconds * 16000)
+        for path in asterisk_prompts(language)[len(out) * 7 :]:
+            wav, rate = slmtok.read_audio(path)
+            if rate == 16000 and wav.shape[-1] >= n:
+                out.append(wav[0, :n])
+                break
+    assert len(out) == 4
+    return out
+
+
+def assert_same_codes(ours: torch.Tensor, theirs: torch.Tensor, gap, max_fraction: float = 0.01) -> None:
+    """``ours``/``theirs`` ``[K, T]``: equal, except at frames where upstream's own decision was a near-tie.
+
+    slmtok runs each item at a canonical width (so batched and single codes are the same bits), upstream
+    at the item's own width: latents differ by rounding (~1e-7 relative), which can flip a decision
+    between two codewords that are that close to equidistant (later codebooks at that frame then follow
+    from another residual). ``gap(t, q, a, b)`` is the smallest relative change of upstream's latent at
+    frame ``t``, codebook ``q`` that swaps codewords ``a`` and ``b``: each differing frame must start with
+    a gap below 1e-5 (100x rounding, far below any real discrepancy), and at most ``max_fraction`` of
+    the frames may differ."""
+    assert ours.shape == theirs.shape
+    frames = (ours != theirs).any(dim=0).nonzero().flatten().tolist()
+    assert len(frames) <= max(1, max_fraction * ours.shape[-1]), (
+        f"{len(frames)} of {ours.shape[-1]} frames differ"
+    )
+    for t in frames:
+        q = int((ours[:, t] != theirs[:, t]).nonzero()[0])
+        relative = gap(t, q, int(theirs[q, t]), int(ours[q, t]))
+        assert relative < 1e-5, (
+            f"frame {t}, codebook {q}: codes differ by more than a near-tie ({relative:.2e})"
+        )
+
+
+def _flip_size(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Smallest ``|dx| / |x|`` that makes ``a`` and ``b`` equidistant from ``x + dx`` (float64)."""
+    x, a, b = x.double(), a.double(), b.double()
+    gap = abs(((x - a) ** 2).sum() - ((x - b) ** 2).sum())
+    return float(gap / (2 * (a - b).norm() * x.norm()).clamp_min(1e-30))
+
+
+def euclidean_gap(latent: torch.Tensor, books: list[torch.Tensor], theirs: torch.Tensor):
+    """``gap`` for EnCodec / SpeechTokenizer: upstream latent ``[D, T]``, codebooks ``[bins, D]`` each."""
+
+    def gap(t: int, q: int, a: int, b: int) -> float:
+        residual = latent[:, t] - sum(books[j][theirs[j, t]] for j in range(q))
+        return _flip_size(residual, books[q][a], books[q][b]) * float(residual.norm() / latent[:, t].norm())
+
+    return gap
+
+
+def dac_gap(model, latent: torch.Tensor, theirs: torch.Tensor):
+    """``gap`` for DAC: distances between l2-normalised projections, residuals as upstream."""
+
+    def gap(t: int, q: int, a: int, b: int) -> float:
+        with torch.inference_mode():
+            residual = latent[None, :, t : t + 1]
+            for j in range(q):
+                vq = model.quantizer.quantizers[j]
+                residual = residual - vq.out_proj(vq.codebook.weight[theirs[j, t]][None, :, None])
+            vq = model.quantizer.quantizers[q]
+            e = torch.nn.functional.normalize(vq.in_proj(residual)[0, :, 0], dim=0)
+            book = torch.nn.functional.normalize(vq.codebook.weight, dim=1)
+        return _flip_size(e, book[a], book[b])
+
+    return gap
+
+
+def model_input(tok, wav: torch.Tensor, rate: int) -> torch.Tensor:
+    """The ``[1, C, T]`` signal slmtok hands its model for ``wav`` at ``rate``."""
+    return prepare(wav, rate, target_rate=tok.card.sample_rate, target_channels=tok.card.channels).wav
+
+
+def file_card(tmp_path, name: str, files: dict[str, object], sha256: bool = True) -> str:
+    """A card for ``name`` whose files are ``file://`` URLs of local files (role -> path)."""
+    lines = [
+        f'name = "{name}-local"',
+        'title = "local stand-in"',
+        f'family = "{"hybrid" if name == "speechtokenizer" else "codec"}"',
+        'license = "test"',
+        'source = "https://example.org"',
+        "sample_rate = 16000",
+    ]
+    for role, path in files.items():
+        digest = hub.sha256_file(path) if sha256 else "0" * 64
+        lines += [
+            "[[files]]",
+            f'filename = "{path.name}"',
+            f'url = "{path.as_uri()}"',
+            f'sha256 = "{digest}"',
+        ]
+        lines.append(f'role = "{role}"')
+    card = tmp_path / f"{name}-local.toml"
+    card.write_text("\n".join(lines) + "\n")
+    return str(card)
+
+
+# ------------------------------------------------------------------------------------------ EnCodec
+@pytest.fixture(scope="module")
+def encodec24(tmp_path_factory):
+    """EnCodec 24 kHz at its published size, from the package's own factory, codebooks initialised."""
+    from encodec import EncodecModel
+
+    torch.manual_seed(0)
+    model = EncodecModel.encodec_model_24khz(pretrained=False)
+    frames = model.encoder(standins.probe_signal(24000, 12))[0].T
+    standins.init_codebooks([layer._codebook for layer in model.quantizer.vq.layers], frames)
+    path = tmp_path_factory.mktemp("encodec") / "encodec_24khz-00000000.th"
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_encodec_24khz_codes_and_audio_match_upstream(encodec24, utterances, rate):
+    model, path = encodec24
+    tok = slmtok.load("encodec-24khz", checkpoint=str(path))
+    wav = resample(utterances[0], 16000, rate)
+    x = model_input(tok, wav, rate)
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+    for bandwidth, k in ((1.5, 2), (24.0, 32)):
+        model.set_target_bandwidth(bandwidth)
+        with torch.inference_mode():
+            (codes, scale), *rest = model.encode(x)
+            latent = model.encoder(x)[0]
+        assert not rest and scale is None
+        tokens = tok.encode(wav, rate, n_codebooks=k)
+        assert tokens.n_codebooks == k and tokens.codes.shape == codes.shape
+        assert_same_codes(tokens.codes[0], codes[0], euclidean_gap(latent, books, codes[0]))
+        with torch.inference_mode():
+            reference = model.decode([(tokens.codes, None)])  # upstream decode of the same codes
+        torch.testing.assert_close(tok.decode(tokens).wav, reference, rtol=0, atol=1e-5)
+        assert (
+            slmtok.load("encodec-24khz", checkpoint=str(path), n_codebooks=k).card.bitrate == bandwidth * 1000
+        )
+
+
+def test_encodec_24khz_batch_matches_upstream_per_file(encodec24, utterances):
+    model, path = encodec24
+    tok = slmtok.load("encodec-24khz", checkpoint=str(path))
+    lengths = [x.numel() for x in utterances]
+    tokens = tok.encode(slmtok.batching.pad_stack([x[None] for x in utterances]), 16000, lengths=lengths)
+    model.set_target_bandwidth(6.0)
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+    for i, x in enumerate(utterances):
+        with torch.inference_mode():
+            ((codes, _),) = model.encode(model_input(tok, x, 16000))
+            latent = model.encoder(model_input(tok, x, 16000))[0]
+        assert tokens.lengths[i] == codes.shape[-1] == math.ceil(lengths[i] * 1.5 / 320)
+        assert_same_codes(tokens.item(i), codes[0], euclidean_gap(latent, books, codes[0]))
+
+
+@pytest.fixture(scope="module")
+def encodec48(tmp_path_factory):
+    """EnCodec 48 kHz with narrow SEANets (upstream classes and settings), written as a .th."""
+    path = standins.write_encodec(tmp_path_factory.mktemp("encodec48") / "encodec_48khz.th", "48khz")
+    from slmtok.codecs.encodec import build_model, infer_architecture
+
+    state = torch.load(path, weights_only=True)
+    model = build_model("48khz", infer_architecture(state))
+    model.load_state_dict(state)
+    return model, path
+
+
+def test_encodec_48khz_segments_scales_and_audio_match_upstream(encodec48, utterances):
+    model, path = encodec48
+    tok = slmtok.load("encodec-48khz", checkpoint=str(path))
+    wav = torch.cat([utterances[1], utterances[2]])  # > 1 s: several segments
+    x = model_input(tok, wav, 16000)
+    model.set_target_bandwidth(12.0)
+    with torch.inference_mode():
+        frames = model.encode(x)
+        reference = model.decode(frames)
+    assert len(frames) == math.ceil(x.shape[-1] / model.segment_stride) >= 2
+    tokens = tok.encode(wav, 16000, n_codebooks=8)
+    expected_scale = torch.cat([s.view(1, 1).expand(1, c.shape[-1]) for c, s in frames], dim=-1)
+    assert torch.equal(tokens.extras["scale"][0], expected_scale)
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+    start = 0
+    for codes, _scale in frames:  # segment by segment
+        n = codes.shape[-1]
+        ours = tokens.codes[0, :, start : start + n]
+        latent = _encodec48_latent(model, x, start // 150)
+        assert_same_codes(ours, codes[0], euclidean_gap(latent, books, codes[0]))
+        start += n
+    with torch.inference_mode():
+        reference = model.decode(
+            [(tokens.codes[:, :, i * 150 : (i + 1) * 150], s) for i, (_, s) in enumerate(frames)]
+        )
+    audio = tok.decode(tokens)
+    assert audio.wav.shape == reference.shape
+    torch.testing.assert_close(audio.wav, reference, rtol=0, atol=1e-5)
+
+
+def _encodec48_latent(model, x: torch.Tensor, index: int) -> torch.Tensor:
+    """Upstream latent ``[D, T]`` of segment ``index`` of ``x``, normalised as ``_encode_frame`` does."""
+    offset = index * model.segment_stride
+    segment = x[:, :, offset : offset + model.segment_length]
+    mono = segment.mean(dim=1, keepdim=True)
+    scale = 1e-8 + mono.pow(2).mean(dim=2, keepdim=True).sqrt()
+    with torch.inference_mode():
+        return model.encoder(segment / scale)[0]
+
+
+# ------------------------------------------------------------------------------------------ DAC
+@pytest.fixture(scope="module", params=["16khz", "24khz", "44khz"])
+def dac_checkpoint(request, tmp_path_factory):
+    return request.param, standins.write_dac(
+        tmp_path_factory.mktemp("dac") / f"weights_{request.param}.pth", request.param
+    )
+
+
+def test_dac_codes_and_audio_match_upstream(dac_checkpoint, utterances):
+    import dac
+
+    rate, path = dac_checkpoint
+    model = dac.DAC.load(str(path)).eval()  # the upstream loader
+    tok = slmtok.load(f"dac-{rate}", checkpoint=str(path))
+    assert tok.card.max_codebooks == model.n_codebooks
+    for i, source_rate in enumerate((8000, 16000, 44100)):
+        wav = resample(utterances[i], 16000, source_rate)
+        x = model_input(tok, wav, source_rate)
+        k = max(1, model.n_codebooks // (i + 1))
+        with torch.inference_mode():
+            z, codes, *_ = model.encode(model.preprocess(x, model.sample_rate), n_quantizers=k)
+            latent = model.encoder(model.preprocess(x, model.sample_rate))[0]
+        tokens = tok.encode(wav, source_rate, n_codebooks=k)
+        assert_same_codes(tokens.codes[0], codes[0], dac_gap(model, latent, codes[0]))
+        with torch.inference_mode():
+            reference = model.decode(model.quantizer.from_codes(tokens.codes)[0])
+        audio = tok.decode(tokens)
+        assert audio.wav.shape == reference.shape
+        torch.testing.assert_close(audio.wav, reference, rtol=0, atol=1e-5)
+
+
+def test_dac_batch_matches_upstream_per_file(dac_checkpoint, utterances):
+    import dac
+
+    rate, path = dac_checkpoint
+    model = dac.DAC.load(str(path)).eval()
+    tok = slmtok.load(f"dac-{rate}", checkpoint=str(path))
+    lengths = [x.numel() for x in utterances]
+    tokens = tok.encode(slmtok.batching.pad_stack([x[None] for x in utterances]), 16000, lengths=lengths)
+    for i, x in enumerate(utterances):
+        with torch.inference_mode():
+            audio = model.preprocess(model_input(tok, x, 16000), model.sample_rate)
+            _, codes, *_ = model.encode(audio)
+            latent = model.encoder(audio)[0]
+        assert_same_codes(tokens.item(i), codes[0], dac_gap(model, latent, codes[0]))
+
+
+def test_dac_chunked_codes_equal_whole_input_codes(dac_checkpoint, utterances):
+    rate, path = dac_checkpoint
+    whole = slmtok.load(f"dac-{rate}", checkpoint=str(path))
+    chunked = slmtok.load(f"dac-{rate}", checkpoint=str(path))
+    chunked.chunk_frames = 7  # many cores, each with the receptive field as context
+    wav = torch.cat(utterances)
+    a, b = whole.encode(wav, 16000), chunked.encode(wav, 16000)
+    assert b.codes.shape[-1] > 4 * (chunked.chunk_frames + 2 * chunked.encode_context)
+    assert torch.equal(a.codes, b.codes)
+    torch.testing.assert_close(chunked.decode(a).wav, whole.decode(a).wav, rtol=0, atol=1e-5)
+
+
+def test_dac_checkpoint_needing_pickle_needs_trust_or_a_verified_card(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLMTOK_HOME", str(tmp_path / "home"))
+    path = standins.write_dac(tmp_path / "weights.pth", "16khz")
+    blob = torch.load(path, weights_only=True)
+    blob["metadata"]["input_db"] = np.float64(-16.0)  # a numpy scalar: weights_only refuses it
+    torch.save(blob, path)
+    with pytest.raises(hub.UntrustedCheckpointError, match="trust=True"):
+        slmtok.load("dac-16khz", checkpoint=str(path))
+    trusted = slmtok.load("dac-16khz", checkpoint=str(path), trust=True)
+    verified = slmtok.load("dac-16khz", card=file_card(tmp_path, "dac-16khz", {"weights": path}))
+    assert trusted.card.hash == verified.card.hash
+
+
+# ------------------------------------------------------------------------------------------ SpeechTokenizer
+@pytest.fixture(scope="module")
+def speechtokenizer_files(tmp_path_factory):
+    return standins.write_speechtokenizer(tmp_path_factory.mktemp("speechtokenizer"))
+
+
+def test_speechtokenizer_codes_and_audio_match_upstream(speechtokenizer_files, utterances):
+    from speechtokenizer import SpeechTokenizer
+
+    config, weights = speechtokenizer_files
+    model = SpeechTokenizer.load_from_checkpoint(str(config), str(weights)).eval()
+    tok = slmtok.load("speechtokenizer", checkpoint=(str(config), str(weights)))
+    folder = slmtok.load("speechtokenizer", checkpoint=str(config.parent))
+    assert folder.card.hash == tok.card.hash and tok.card.semantic_codebooks == (0,)
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+    for i, rate in enumerate((8000, 16000, 44100)):
+        wav = resample(utterances[i], 16000, rate)
+        x = model_input(tok, wav, rate)
+        k = (1, 3, 8)[i]
+        with torch.inference_mode():
+            codes = model.encode(x, n_q=k)  # [K, B, T]
+            latent = model.encoder(x)[0]
+        tokens = tok.encode(wav, rate, n_codebooks=k)
+        assert_same_codes(tokens.codes[0], codes[:, 0], euclidean_gap(latent, books, codes[:, 0]))
+        with torch.inference_mode():
+            reference = model.decode(tokens.codes.transpose(0, 1))
+        torch.testing.assert_close(tok.decode(tokens).wav, reference, rtol=0, atol=1e-5)
+    lengths = [x.numel() for x in utterances]
+    batch = tok.encode(slmtok.batching.pad_stack([x[None] for x in utterances]), 16000, lengths=lengths)
+    for i, x in enumerate(utterances):
+        with torch.inference_mode():
+            codes = model.encode(model_input(tok, x, 16000))
+            latent = model.encoder(model_input(tok, x, 16000))[0]
+        assert_same_codes(batch.item(i), codes[:, 0], euclidean_gap(latent, books, codes[:, 0]))
+
+
+# ------------------------------------------------------------------------------------------ cards
+def test_file_card_loads_the_same_weights_and_a_bad_checksum_is_refused(
+    tmp_path, monkeypatch, speechtokenizer_files, encodec48
+):
+    monkeypatch.setenv("SLMTOK_HOME", str(tmp_path / "home"))
+    config, weights = speechtokenizer_files
+    card = file_card(tmp_path, "speechtokenizer", {"config": config, "weights": weights})
+    via_card = slmtok.load("speechtokenizer", card=card)
+    direct = slmtok.load("speechtokenizer", checkpoint=(str(config), str(weights)))
+    assert via_card.card.hash == direct.card.hash
+    assert (tmp_path / "home" / "hub" / "speechtokenizer-local" / "SpeechTokenizer.pt").is_file()
+    assert json.loads(json.dumps(via_card.ref.options)) == {"card": card}
+    _, path = encodec48
+    good = slmtok.load("encodec-48khz", card=file_card(tmp_path, "encodec-48khz", {"weights": path}))
+    assert good.card.hash == slmtok.load("encodec-48khz", checkpoint=str(path)).card.hash
+    bad = (
+        file_card(tmp_path / "bad", "encodec-48khz", {"weights": path}, sha256=False)
+        if ((tmp_path / "bad").mkdir() or True)
+        else None
+    )
+    with pytest.raises(hub.ChecksumError):
+        slmtok.load("encodec-48khz", card=bad)
+
+
+def test_untrained_encodec_checkpoint_is_refused(tmp_path):
+    from encodec import EncodecModel
+
+    from slmtok.codecs.loading import CheckpointError
+
+    path = tmp_path / "untrained.th"
+    torch.save(EncodecModel.encodec_model_24khz(pretrained=False).state_dict(), path)  # codebooks all zero
+    with pytest.raises(CheckpointError, match="never initialised"):
+        slmtok.load("encodec-24khz", checkpoint=str(path))

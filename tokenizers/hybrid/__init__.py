@@ -1,0 +1,1 @@
+"""Hybrid tokenizers: codecs whose first codebook carries content (SpeechTokenizer)."""

@@ -1,0 +1,1 @@
+"""Semantic tokenizers as bundles: features + layer + k-means + dedup policy + a compatible unit vocoder."""
