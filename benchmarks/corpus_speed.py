@@ -80,7 +80,11 @@ def main() -> None:
     result = {
         "benchmark": "corpus_speed",
         "corpus": f"asterisk {args.language} prompts ({folder})",
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -157,9 +157,12 @@ def prepare(
         x = convert_channels(x, target_channels)
         items.append(resample(x, rate, target_rate))
     new_lengths = torch.tensor([x.shape[-1] for x in items], dtype=torch.long)
-    out = torch.zeros(len(items), target_channels, int(new_lengths.max()), device=device)
-    for i, x in enumerate(items):
-        out[i, :, : x.shape[-1]] = x
+    if len(items) == 1:  # one (possibly hour-long) item: no padded copy of it
+        out = items[0][None]
+    else:
+        out = torch.zeros(len(items), target_channels, int(new_lengths.max()), device=device)
+        for i, x in enumerate(items):
+            out[i, :, : x.shape[-1]] = x
     steps = []
     if batch.shape[1] != target_channels:
         how = "mean" if target_channels == 1 else "duplicated"

@@ -66,3 +66,25 @@ def test_iterable_of_batches_and_subsampling(blobs):
     x, _ = blobs
     km = kmeans.fit((x[i : i + 1000] for i in range(0, 4000, 1000)), 8, max_samples=2000, seed=0)
     assert km.info["n_samples"] == 2000
+
+
+def test_faiss_refine_runs_on_every_row_after_a_subsample():
+    """With ``max_points_per_centroid`` FAISS fits on a subsample; ``refine_iter`` then iterates on all
+    rows, which cannot raise the inertia over all rows (Lloyd steps never do)."""
+    gen = np.random.default_rng(0)
+    means = gen.normal(size=(40, 16)).astype(np.float32) * 3
+    x = (means[gen.integers(0, 40, 20_000)] + gen.normal(size=(20_000, 16))).astype(np.float32)
+    options = {"n_iter": 5, "max_points_per_centroid": 40}
+    plain = kmeans.fit(x, 32, seed=0, **options)
+    refined = kmeans.fit(x, 32, seed=0, refine_iter=4, **options)
+    assert refined.info["refine_iter"] == 4
+    assert len(refined.info["objective"]) == len(plain.info["objective"]) + 4
+    assert refined.inertia(x) <= plain.inertia(x) * (1 + 1e-6)
+
+
+def test_inertia_is_the_sum_of_squared_distances():
+    gen = torch.Generator().manual_seed(0)
+    x, c = torch.randn(3000, 24, generator=gen) * 2 + 1, torch.randn(20, 24, generator=gen)
+    km = kmeans.KMeans(c)
+    exact = float((x.double() - c.double()[km.assign(x)]).pow(2).sum())
+    assert km.inertia(x) == pytest.approx(exact, rel=1e-6)

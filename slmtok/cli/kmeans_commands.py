@@ -50,6 +50,13 @@ def register(subparsers: Any) -> None:
         "--restarts", type=int, default=3, help="independent fits; the lowest inertia wins (default 3)"
     )
     f.add_argument("--iterations", type=int, default=25, help="Lloyd iterations (faiss/torch; default 25)")
+    f.add_argument(
+        "--refine-iterations",
+        type=int,
+        default=2,
+        help="faiss: when it fitted on a subsample (over 256 frames per unit), this many more iterations "
+        "on every sampled frame (default 2)",
+    )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--batch-size", type=int, default=8, help="files per feature batch (default 8)")
     f.add_argument("--dedup", action="store_true", help="make the bundle deduplicate units by default")
@@ -130,6 +137,7 @@ def run_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
         log=_say,
         **({"n_iter": args.iterations} if args.backend in ("faiss", "torch") else {}),
+        **({"refine_iter": args.refine_iterations} if args.backend == "faiss" else {}),
     )
     km.info.update(features=args.features, layer=getattr(features, "layer", None), corpus_files=len(items))
     km.save(out / "kmeans.safetensors", card=True)

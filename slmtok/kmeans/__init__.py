@@ -53,9 +53,8 @@ class KMeans:
 
     def inertia(self, x: torch.Tensor | np.ndarray) -> float:
         """Sum of squared distances of the rows of ``x`` to their nearest centroid."""
-        x = torch.as_tensor(x, dtype=torch.float32, device=self.centroids.device)
-        nearest = self.centroids[self.assign(x)]
-        return float((x - nearest).double().pow(2).sum())
+        _, _, nearest = _nearest(torch.as_tensor(x), self.centroids, 4096)
+        return float(nearest.sum(dtype=torch.float64))
 
     def save(self, path: str | os.PathLike, *, card: bool = False) -> Path:
         """Write ``centroids`` as safetensors with ``info`` as a JSON header, atomically.
@@ -87,7 +86,7 @@ class KMeans:
         return path
 
 
-def assign_nearest(x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 65536) -> torch.Tensor:
+def assign_nearest(x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 4096) -> torch.Tensor:
     """Index of the nearest row of ``centroids`` ``[K, D]`` for each row of ``x`` ``[N, D]`` -> ``[N]``.
 
     float32 matrix products, with near-ties re-decided in float64: each row's answer is the same whether
@@ -97,7 +96,7 @@ def assign_nearest(x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 655
 
 
 def nearest_with_margin(
-    x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 65536
+    x: torch.Tensor, centroids: torch.Tensor, *, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``assign_nearest`` plus each row's margin: (second-best - best squared distance) / scale ``[N]``.
 
@@ -105,22 +104,35 @@ def nearest_with_margin(
     callers whose features carry float noise (a padded batch vs one item) use it to find rows whose unit
     could flip. Near-ties (margin below 1e-4) are decided exactly in float64.
     """
+    labels, margin, _ = _nearest(x, centroids, chunk)
+    return labels, margin
+
+
+def _nearest(
+    x: torch.Tensor, centroids: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Labels ``[N]``, margins ``[N]`` and squared distances to the chosen centroid ``[N]`` (float32).
+
+    Rows go through in chunks of ``chunk`` (4096 keeps each ``[chunk, K]`` block in cache)."""
     x = x.to(centroids.device, torch.float32)
     if x.ndim != 2 or x.shape[1] != centroids.shape[1]:
         raise ValueError(f"features must be [N, {centroids.shape[1]}], got {tuple(x.shape)}")
     n = x.shape[0]
     out = torch.zeros(n, dtype=torch.long, device=centroids.device)
     margin = torch.full((n,), float("inf"), device=centroids.device)
-    if centroids.shape[0] == 1:
-        return out, margin
+    nearest = torch.zeros(n, device=centroids.device)
     c_norm = centroids.pow(2).sum(1)
     c64 = None
     for start in range(0, n, chunk):
         xs = x[start : start + chunk]
+        x_norm = xs.pow(2).sum(1)
         dist = torch.addmm(c_norm[None, :], xs, centroids.T, alpha=-2.0)
+        if centroids.shape[0] == 1:
+            nearest[start : start + xs.shape[0]] = (dist[:, 0] + x_norm).clamp_min(0)
+            continue
         top = dist.topk(2, dim=1, largest=False)
         best = top.indices[:, 0]
-        scale = top.values.abs().amax(1) + xs.pow(2).sum(1) + 1e-12
+        scale = top.values.abs().amax(1) + x_norm + 1e-12
         gap = (top.values[:, 1] - top.values[:, 0]) / scale
         close = gap <= _TIE_TOLERANCE
         if bool(close.any()):
@@ -132,7 +144,8 @@ def nearest_with_margin(
             best[close] = exact.argmin(1)
         out[start : start + xs.shape[0]] = best
         margin[start : start + xs.shape[0]] = gap
-    return out, margin
+        nearest[start : start + xs.shape[0]] = (dist.gather(1, best[:, None])[:, 0] + x_norm).clamp_min(0)
+    return out, margin, nearest
 
 
 def _as_matrix(features: Any, max_samples: int | None, seed: int) -> np.ndarray:
