@@ -100,3 +100,21 @@ def test_kmeans_fit_cli_makes_a_tokenizer(tmp_path, monkeypatch, capsys):
         assert torch.equal(again.centroids, tok.centroids)
     finally:
         TOKENIZERS.unregister("test-mfcc-km12")
+
+
+def test_batched_and_per_item_feature_paths_give_the_same_units(tmp_path):
+    """On CPU a bundle runs HuBERT one item at a time; the padded-batch path (GPUs, or
+    ``batch_features_on_cpu``) re-decides near-ties alone, so both give every item its solo units."""
+    from slmtok.batching import pad_stack
+    from slmtok.tokenizers.semantic.standins import standin_options
+
+    tok = slmtok.load("hubert-base-l6-km100", **standin_options("hubert-base-l6-km100", tmp_path))
+    files = asterisk_prompts("en")[:3]
+    wavs = [slmtok.read_audio(p)[0][:, :n] for p, n in zip(files, (9000, 16000, 12500), strict=True)]
+    batch, lengths = pad_stack(wavs), [w.shape[-1] for w in wavs]
+    solo = [tok.encode(w, 16000).item(0) for w in wavs]
+    per_item = tok.encode(batch, 16000, lengths=lengths)
+    tok.batch_features_on_cpu = True
+    batched = tok.encode(batch, 16000, lengths=lengths)
+    for i, units in enumerate(solo):
+        assert torch.equal(per_item.item(i), units) and torch.equal(batched.item(i), units)

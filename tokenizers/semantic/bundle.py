@@ -222,8 +222,14 @@ class SemanticTokenizer(Tokenizer):
         """``[T]`` audio at ``card.sample_rate`` -> frame-level units ``[T']`` (no deduplication)."""
         return nearest_with_margin(self.features(wav.to(self.device)), self.centroids)[0].cpu()
 
+    #: run HuBERT on padded batches on the CPU too. Off: on 2 CPU cores one file at a time is faster
+    #: (7.3 vs 5.9 audio s/s, ``benchmarks/semantic_hubert_speed.py``: padding and attention over the
+    #: padded length cost more than batching saves) and needs no near-tie re-check. GPUs always batch.
+    batch_features_on_cpu: bool = False
+
     def _batch_units(self, wav: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        if not hasattr(self.features, "extract"):  # per-item extractors (MFCC, log-mel)
+        per_item = not hasattr(self.features, "extract")  # per-item extractors (MFCC, log-mel)
+        if per_item or (torch.device(self.device).type == "cpu" and not self.batch_features_on_cpu):
             return [self.frame_units(wav[i, 0, : int(lengths[i])]) for i in range(wav.shape[0])]
         feats, frames = self.features.extract(wav[:, 0], lengths)
         rows = torch.cat([feats[i, : int(frames[i])] for i in range(wav.shape[0])])
