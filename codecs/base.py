@@ -175,11 +175,14 @@ class ChunkedCodec(Tokenizer):
         max_units = self.max_batch_samples * units_per_frame // self.hop
         stack = self.device.type == "cuda" if self.stack_batches is None else self.stack_batches
         groups = group_pieces(widths, max_units if stack else 0, self.max_batch_items)
+        long_piece = self.chunk_frames * units_per_frame // 2
 
         def run(group: list[int]) -> list[torch.Tensor]:
             batch = pad_stack([inputs[i] for i in group], pad)
             batch = torch.nn.functional.pad(batch, (0, widths[group[0]] - batch.shape[-1]), value=pad)
             out, out_lengths = call(batch, [inputs[i].shape[-1] for i in group])
+            if widths[group[0]] >= long_piece:  # pieces of long items: keep the resident size flat
+                release_freed_memory()
             return [out[j, :, : out_lengths[j]] for j in range(len(group))]
 
         if stack or self.device.type != "cpu":
@@ -203,6 +206,27 @@ class ChunkedCodec(Tokenizer):
             per_item[piece.item].append(out[:, piece.keep_from : piece.keep_to])
         items = [torch.cat(parts, dim=-1) for parts in per_item]
         return pad_stack(items, pad), torch.tensor([x.shape[-1] for x in items])
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the system (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Worker threads allocate activations of varying sizes in their own glibc arenas, which keep freed
+    holes: over an hour-long input the resident size then creeps up although nothing is kept alive
+    (``benchmarks/codecs_speed.py memory``). Trimming after each piece of a chunked item keeps it flat."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
 
 
 def _run_single_threaded(run, groups: list[list[int]], workers: int) -> list:
