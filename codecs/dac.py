@@ -21,7 +21,7 @@ values as in a whole-input encode: chunked codes equal whole-input codes up to f
 
 Checkpoints: ``checkpoint=`` a ``.pth`` in DAC's own format (``{"state_dict", "metadata": {"kwargs"}}``,
 as ``DAC.save(package=False)`` and the releases write it). It is loaded with ``weights_only=True``;
-a file that needs more is loaded only if it is sha256-verified by its card or ``trust=True``.
+numpy values in its metadata are admitted only if it is sha256-verified by its card or ``trust=True``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class DACTokenizer(ChunkedCodec):
         checkpoint: a local ``.pth`` in DAC's own format.
         card: the hub card to fetch weights from (default: the tokenizer's name).
         n_codebooks: default codebooks per frame (default: all of them).
-        trust: allow full unpickling of a checkpoint that ``weights_only`` refuses.
+        trust: admit numpy values in a checkpoint that no card has verified (code is never admitted).
     """
 
     chunk_frames = 1000

@@ -123,7 +123,7 @@ class EncodecTokenizer(ChunkedCodec):
         checkpoint: a local ``.th`` state dict in EnCodec's own format.
         card: the hub card to fetch weights from (default: the tokenizer's name).
         n_codebooks: default codebooks per frame (24 kHz: 8 = 6 kbps; 48 kHz: 8 = 12 kbps nominal).
-        trust: allow full unpickling of a checkpoint that ``weights_only`` refuses.
+        trust: admit numpy values in a checkpoint that no card has verified (code is never admitted).
     """
 
     chunk_frames = 60 * 75

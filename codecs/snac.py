@@ -127,7 +127,7 @@ class SNACTokenizer(ChunkedCodec):
         card: the hub card to fetch both files from (default: the tokenizer's name).
         n_codebooks: default rows per frame: 1, 3 or 7 (levels 0, 0-1, 0-2; default all).
         noise_seed: seed of the decoder's noise (one generator per item and piece).
-        trust: allow full unpickling of a checkpoint that ``weights_only`` refuses.
+        trust: admit numpy values in a checkpoint that no card has verified (code is never admitted).
     """
 
     chunk_frames = WholeWindows()

@@ -26,4 +26,4 @@ class OfflineError(DownloadError):
 
 
 class UntrustedCheckpointError(HubError, ValueError):
-    """A checkpoint that needs full unpickling but is neither sha256-verified against a card nor trusted."""
+    """A checkpoint naming code (always refused), or numpy values in a file neither sha256-verified nor trusted."""

@@ -378,3 +378,15 @@ def test_card_rows_agree_with_the_loaded_codec(tmp_path, monkeypatch):
     ):
         assert row[key] == pytest.approx(card[key]), key
     assert row["weights_cached"] and row["weights_sha256"] == hub.sha256_file(target)
+
+
+def test_checkpoints_naming_code_are_refused_even_when_trusted(tmp_path):
+    import argparse
+
+    import torch
+
+    path = tmp_path / "code.pth"
+    torch.save({"w": torch.ones(2), "args": argparse.Namespace(lr=1.0)}, path)
+    for trust in (False, True):
+        with pytest.raises(hub.UntrustedCheckpointError, match="argparse.Namespace, which is code"):
+            hub.load_torch_checkpoint(path, trust=trust)

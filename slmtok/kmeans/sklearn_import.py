@@ -43,24 +43,12 @@ class SklearnKMeansState:
         self.state = dict(state)
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    allowed: dict[tuple[str, str], Any] = {}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    return allowed
-
-
 def _unpickler_class():
     from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
-    allowed = _numpy_globals()
+    from slmtok.hub.safe_load import numpy_globals
+
+    allowed = numpy_globals()
     allowed[("joblib.numpy_pickle", "NumpyArrayWrapper")] = NumpyArrayWrapper
 
     class RestrictedUnpickler(NumpyUnpickler):

@@ -66,7 +66,7 @@ class SpeechTokenizerTokenizer(ChunkedCodec):
         checkpoint: ``(config.json, SpeechTokenizer.pt)`` or a folder holding both.
         card: the hub card to fetch both files from (default ``"speechtokenizer"``).
         n_codebooks: default codebooks per frame (default all 8).
-        trust: allow full unpickling of a checkpoint that ``weights_only`` refuses.
+        trust: admit numpy values in a checkpoint that no card has verified (code is never admitted).
     """
 
     chunk_frames = 60 * 50
