@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from slmtok.atomic import atomic_path
+from slmtok.hub import slmtok_home
 from slmtok.hub.cards import CardFile, ModelCard, get_card
 from slmtok.hub.errors import ChecksumError, DownloadError, OfflineError
 
@@ -34,12 +35,6 @@ Progress = Callable[[int, int | None], None]
 
 class RecordedChecksumWarning(UserWarning):
     """A file whose card gives no sha256: its digest was recorded at first download."""
-
-
-def slmtok_home() -> Path:
-    from slmtok.hub import slmtok_home as home
-
-    return home()
 
 
 def is_offline(offline: bool | None = None) -> bool:

@@ -16,7 +16,6 @@ Hugging Face checkpoints (``facebook/hubert-base-ls960``: ``config.json`` + ``mo
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import pickle
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from slmtok.errors import SlmtokError
+from slmtok.hub.download import is_sha256_verified, sha256_file
 
 #: modules whose classes a fairseq checkpoint's configuration may contain (read as inert records)
 CONFIG_MODULES = ("argparse", "omegaconf", "typing", "fairseq", "enum", "collections", "pathlib", "numpy")
@@ -74,14 +74,6 @@ def _record_class(full_name: str) -> type:
     return type(name, (ConfigRecord,), {"__module__": module, "__qualname__": name})
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_torch_checkpoint(path: str | os.PathLike, *, trust: bool = False, sha256: str | None = None) -> Any:
     """``torch.load(path, weights_only=True)``, admitting configuration classes as inert records when the
     file is trusted (``trust=True``) or its sha256 equals ``sha256``."""
@@ -110,14 +102,7 @@ def read_torch_checkpoint(path: str | os.PathLike, *, trust: bool = False, sha25
 
 def _verified(path: Path, sha256: str | None) -> bool:
     """The file's sha256 equals ``sha256``, or it is a hub download whose sha256 matched its card."""
-    if sha256 and sha256_file(path) == sha256:
-        return True
-    try:
-        from slmtok.hub import is_sha256_verified
-
-        return bool(is_sha256_verified(path))
-    except (ImportError, AttributeError):
-        return False
+    return bool(sha256 and sha256_file(path) == sha256) or is_sha256_verified(path)
 
 
 def plain(obj: Any) -> Any:
