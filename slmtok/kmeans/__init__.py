@@ -219,6 +219,7 @@ def load(path: str | os.PathLike) -> KMeans:
 
         centers, fitted = read_sklearn_kmeans(path)
         return KMeans(torch.from_numpy(centers), {"backend": "sklearn-import", "source": str(path), **fitted})
+    _check_safetensors_size(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -228,6 +229,55 @@ def load(path: str | os.PathLike) -> KMeans:
     if meta.get("format") != "slmtok-kmeans":
         raise SlmtokError(f"not a slmtok k-means file: {path}")
     return KMeans(centroids, json.loads(meta.get("info", "{}")))
+
+
+_ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+#: a safetensors header larger than this is not a k-means file (safetensors' own limit is 100 MB)
+_MAX_HEADER = 100_000_000
+
+
+def _check_safetensors_size(path: Path) -> None:
+    """Refuse, in one line and before any allocation, a safetensors file whose header is malformed or
+    declares ``centroids`` needing more bytes than the file holds (e.g. ``[10**12, 768]``)."""
+    import math
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise SlmtokError(f"not a slmtok k-means file: {path} (too short)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_MAX_HEADER, size - 8):
+            raise SlmtokError(
+                f"not a slmtok k-means file: {path} (header of {n} bytes in a {size}-byte file)"
+            )
+        try:
+            header = json.loads(f.read(n))
+            entry = header["centroids"]
+            shape = [int(d) for d in entry["shape"]]
+            itemsize = _ITEMSIZE[entry["dtype"]]
+        except (ValueError, KeyError, TypeError):
+            raise SlmtokError(
+                f"not a slmtok k-means file: {path} (no centroids tensor in its header)"
+            ) from None
+    nbytes = math.prod(shape) * itemsize
+    if len(shape) != 2 or min(shape) < 0 or nbytes > size - 8 - n:
+        raise SlmtokError(
+            f"{path}: centroids of shape {shape} ({entry['dtype']}) need {nbytes} bytes, the file holds "
+            f"{size - 8 - n}; not a k-means file"
+        )
 
 
 def _is_pickle(path: Path) -> bool:
