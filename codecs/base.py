@@ -14,7 +14,9 @@ strides, gives a few samples less); each item's lengths are the ones the model c
 ``width_multiple_frames`` frames; the ragged runner makes that padding invisible. On CPU (default)
 each piece then runs on its own at its canonical width with one intra-op thread, ``workers`` pieces at
 a time on a thread pool, so it meets exactly the same shapes and kernels alone or in any batch:
-batch == single, bit for bit (see ``ragged``). The speed comes from running whole items in parallel
+batch == single, bit for bit (see ``ragged``). Only the pool's own threads are set to one intra-op
+thread; the caller's thread and torch's process-wide setting are left alone (``threads``), so other
+threads, including another encode running at the same time, are unaffected. The speed comes from running whole items in parallel
 instead of splitting every small kernel over threads, and from the shapes: few canonical widths let
 oneDNN reuse its prepared plans across items, where a per-file loop builds new ones for every length.
 With ``stack_batches`` (default on CUDA) pieces of the same canonical width share stacked calls of at
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 import torch
 
 from slmtok.batching import pad_stack
+from slmtok.codecs.threads import map_single_threaded
 from slmtok.tokenizer import Tokenizer
 from slmtok.types import PAD_CODE
 
@@ -188,7 +191,9 @@ class ChunkedCodec(Tokenizer):
         if stack or self.device.type != "cpu":
             results = [run(group) for group in groups]
         else:
-            results = _run_single_threaded(run, groups, self.workers or torch.get_num_threads())
+            # each group on a pool thread of its own with one intra-op thread; the caller's thread
+            # and torch's process-wide settings are never touched (see ``slmtok.codecs.threads``)
+            results = map_single_threaded(run, groups, self.workers or torch.get_num_threads())
         outputs: list[torch.Tensor | None] = [None] * len(inputs)
         for group, out in zip(groups, results, strict=True):
             for i, o in zip(group, out, strict=True):
@@ -227,28 +232,3 @@ def release_freed_memory() -> None:
 
 
 _MALLOC_TRIM = None
-
-
-def _run_single_threaded(run, groups: list[list[int]], workers: int) -> list:
-    """``[run(g) for g in groups]`` with torch on one intra-op thread, ``workers`` groups at a time.
-
-    A kernel's rounding can depend on how many threads split its work; with one thread per call it
-    depends only on the tensor shapes, which ``_run_groups`` makes the same alone and in a batch."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if workers <= 1 or len(groups) <= 1:
-            return [run(g) for g in groups]
-        from concurrent.futures import ThreadPoolExecutor
-
-        grad_mode = torch.is_inference_mode_enabled()
-
-        def work(group: list[int]):
-            torch.set_num_threads(1)  # OpenMP settings and grad modes are per thread
-            with torch.inference_mode(grad_mode):
-                return run(group)
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(work, groups))
-    finally:
-        torch.set_num_threads(threads)
