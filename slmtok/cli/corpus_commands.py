@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         actors=args.actors,
         progress=progress,
+        warn=lambda message: print(f"slmtok: warning: {message}", file=sys.stderr, flush=True),
     )
     if args.json:
         print(json.dumps(summary, indent=2))

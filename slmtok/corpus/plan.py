@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from slmtok.atomic import atomic_path
-from slmtok.cli.inputs import InputItem, collect
 from slmtok.errors import SlmtokError
+from slmtok.inputs import InputItem, collect
 
 PLAN_VERSION = 1
 
@@ -103,16 +103,87 @@ def make_plan(
     return Plan(tokenizer, dict(options), card_hash, n_codebooks, shards)
 
 
-def save_plan(out: Path, plan: Plan) -> None:
+def describe_request(
+    inputs: list[str],
+    *,
+    tokenizer: str,
+    options: dict[str, Any],
+    card_hash: str,
+    n_codebooks: int | None,
+    shard_size: int,
+) -> dict[str, Any]:
+    """What a command asks for, in a form recorded with the plan and compared on every restart: the
+    tokenizer, its options and card hash, K, the shard size, and a sha256 over the inputs (id, path,
+    segment and file size of each)."""
+    listing = []
+    for i in collect(inputs):
+        try:
+            size = Path(i.path).stat().st_size
+        except OSError:
+            size = -1
+        listing.append([i.name.as_posix(), str(i.path), i.start, i.duration, size])
+    listing.sort()
+    return {
+        "tokenizer": tokenizer,
+        "options": dict(options),
+        "card_hash": card_hash,
+        "n_codebooks": n_codebooks,
+        "shard_size": shard_size,
+        "inputs": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
+        "items": [{"id": r[0], "path": r[1], "start": r[2], "segment": r[3]} for r in listing],
+    }
+
+
+def request_changes(recorded: dict[str, Any], request: dict[str, Any]) -> list[str]:
+    """What differs between the request a run was started with and this one, in words (empty: none)."""
+    changes = []
+    labels = {
+        "tokenizer": "tokenizer",
+        "options": "tokenizer options",
+        "card_hash": "tokenizer weights (card hash)",
+        "n_codebooks": "--n-codebooks",
+        "shard_size": "--shard-size",
+    }
+    for key, label in labels.items():
+        if recorded.get(key) != request.get(key):
+            changes.append(f"{label} {recorded.get(key)!r} -> {request.get(key)!r}")
+    if recorded.get("inputs") != request.get("inputs"):
+        old = {r["id"]: r for r in recorded.get("items", [])}
+        new = {r["id"]: r for r in request.get("items", [])}
+        added, removed = len(new.keys() - old.keys()), len(old.keys() - new.keys())
+        moved = sum(old[k] != new[k] for k in old.keys() & new.keys())
+        parts = [f"{n} {what}" for n, what in ((added, "added"), (removed, "removed"), (moved, "changed"))]
+        detail = ", ".join(p for p in parts if not p.startswith("0 ")) or "files changed on disk (size)"
+        changes.append(f"inputs ({detail})")
+    return changes
+
+
+def save_plan(out: Path, plan: Plan, request: dict[str, Any] | None = None) -> None:
+    """Write ``plan.json``: the plan, its fingerprint and the request it was made for."""
+    data = {**plan.to_dict(), "fingerprint": plan.fingerprint()}
+    if request is not None:
+        data["request"] = request
     with atomic_path(out / "plan.json") as tmp:
-        tmp.write_text(json.dumps({**plan.to_dict(), "fingerprint": plan.fingerprint()}, indent=1))
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def load_plan(out: Path) -> Plan | None:
+    """The plan of the run in ``out`` (``None`` if there is none); a plan whose recorded fingerprint does
+    not match its content (edited or damaged) is refused."""
+    plan, _ = load_plan_and_request(out)
+    return plan
+
+
+def load_plan_and_request(out: Path) -> tuple[Plan | None, dict[str, Any] | None]:
+    """The plan and the request recorded with it (``None`` for runs of older slmtok versions)."""
     path = out / "plan.json"
     if not path.exists():
-        return None
+        return None, None
     try:
-        return Plan.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        plan = Plan.from_dict(data)
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise SlmtokError(f"corrupt corpus plan {path}: {error}") from None
+    if "fingerprint" in data and data["fingerprint"] != plan.fingerprint():
+        raise SlmtokError(f"corrupt corpus plan {path}: its content does not match its fingerprint")
+    return plan, data.get("request")

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slmtok.atomic import atomic_path
-from slmtok.corpus.plan import Plan, load_plan, make_plan, save_plan
-from slmtok.corpus.shard import ShardResult, encode_shard, read_shard_header, shard_path
+from slmtok.atomic import TMP_SUFFIX, atomic_path, remove_orphans
+from slmtok.corpus.plan import (
+    Plan,
+    describe_request,
+    load_plan_and_request,
+    make_plan,
+    request_changes,
+    save_plan,
+)
+from slmtok.corpus.shard import ShardResult, check_shard, encode_shard, read_shard_header, shard_path
 from slmtok.errors import SlmtokError
+from slmtok.runlock import LOCK_NAME, RunLock
 
 ENGINES = ("local", "ray")
 
@@ -31,6 +42,7 @@ def encode_corpus(
     ray_address: str | None = None,
     actors: int | None = None,
     progress: Callable[[ShardResult, Plan], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Encode every input into sharded token files under ``out``; resume if ``out`` holds a run.
 
@@ -40,6 +52,12 @@ def encode_corpus(
         batch_seconds: padded audio seconds per model batch (length-sorted dynamic batching).
         workers: reader threads that decode and resample audio ahead of the model.
         engine: ``"local"`` or ``"ray"`` (one tokenizer actor per GPU, or ``actors`` CPU actors).
+        warn: where one-line warnings go (a damaged shard encoded again); default ``warnings.warn``.
+
+    One run at a time per output folder: a second one is refused while the first holds the folder's
+    lock. A restart checks that the command asks for what the run was started with (tokenizer, options,
+    weights, K, shard size, inputs), removes the temporary files of a killed run, and encodes again every
+    shard that is missing, truncated or damaged.
 
     Returns:
         The summary written to ``out/summary.json``.
@@ -48,13 +66,44 @@ def encode_corpus(
 
     if engine not in ENGINES:
         raise SlmtokError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     out = Path(out)
     options = dict(options or {})
     tok = slmtok.load(tokenizer, device=device, **options)
-    plan = _resume_or_plan(out, inputs, tok, tokenizer, options, n_codebooks, shard_size)
+    request = describe_request(
+        inputs,
+        tokenizer=tokenizer,
+        options=tok.load_options,
+        card_hash=tok.card.hash,
+        n_codebooks=n_codebooks,
+        shard_size=shard_size,
+    )
+    _check_new_folder(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(out, "encode-corpus"):
+            remove_orphans(out, recursive=True)
+            plan = _resume_or_plan(out, inputs, tok, tokenizer, n_codebooks, shard_size, request)
+            created = False
+            return _run(out, plan, tok, tokenizer, options, engine, device, ray_address, actors, progress,
+                        warn, {"n_codebooks": n_codebooks, "batch_seconds": batch_seconds, "workers": workers})  # fmt: skip
+    finally:
+        if created:  # planning failed in a folder this call made: leave nothing behind
+            (out / LOCK_NAME).unlink(missing_ok=True)
+            _rmdir_if_empty(out)
+
+
+def _run(out, plan, tok, tokenizer, options, engine, device, ray_address, actors, progress, warn, settings):
     start = time.perf_counter()
-    todo = [i for i in range(len(plan.shards)) if not shard_path(out, i).exists()]
-    settings = {"n_codebooks": n_codebooks, "batch_seconds": batch_seconds, "workers": workers}
+    todo = []
+    for i, items in enumerate(plan.shards):
+        path = shard_path(out, i)
+        if not path.exists():
+            todo.append(i)
+        elif (problem := check_shard(path, items)) is not None:
+            warn(f"shard {i} ({path.relative_to(out)}) is damaged: {problem}; encoding it again")
+            todo.append(i)
     if engine == "local":
         results = []
         for i in todo:
@@ -70,11 +119,28 @@ def encode_corpus(
     return finish(out, plan, results, time.perf_counter() - start, engine)
 
 
-def _resume_or_plan(out: Path, inputs, tok, tokenizer, options, n_codebooks, shard_size) -> Plan:
-    existing = load_plan(out)
+def _is_bookkeeping(name: str) -> bool:
+    """Files a run may leave in a folder before its plan exists: the lock and temporary files."""
+    return name == LOCK_NAME or name.endswith(TMP_SUFFIX)
+
+
+def _check_new_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SlmtokError(f"--output {out} is a file; name a folder")
+    fresh = out.exists() and not (out / "plan.json").exists()
+    if fresh and any(not _is_bookkeeping(entry.name) for entry in os.scandir(out)):
+        raise SlmtokError(f"{out} is not empty and holds no corpus run: choose a new output folder")
+
+
+def _rmdir_if_empty(out: Path) -> None:
+    with contextlib.suppress(OSError):
+        out.rmdir()
+
+
+def _resume_or_plan(out: Path, inputs, tok, tokenizer, n_codebooks, shard_size, request) -> Plan:
+    existing, recorded = load_plan_and_request(out)
     if existing is None:
-        if out.exists() and any(out.iterdir()):
-            raise SlmtokError(f"{out} is not empty and holds no corpus run: choose a new output folder")
+        _check_new_folder(out)  # again, under the lock
         plan = make_plan(
             inputs,
             tokenizer=tokenizer,
@@ -85,9 +151,16 @@ def _resume_or_plan(out: Path, inputs, tok, tokenizer, options, n_codebooks, sha
         )
         if plan.n_items == 0:
             raise SlmtokError("no inputs to encode")
-        out.mkdir(parents=True, exist_ok=True)
-        save_plan(out, plan)
+        save_plan(out, plan, request)
         return plan
+    if recorded is not None:
+        changes = request_changes(recorded, request)
+        if changes:
+            raise SlmtokError(
+                f"{out} holds a run started with other settings ({'; '.join(changes)}): rerun the same "
+                "command to resume it, or choose a new output folder"
+            )
+        return existing
     want = (tokenizer, tok.load_options, tok.card.hash, n_codebooks)
     have = (existing.tokenizer, existing.options, existing.card_hash, existing.n_codebooks)
     if want != have:
@@ -95,9 +168,7 @@ def _resume_or_plan(out: Path, inputs, tok, tokenizer, options, n_codebooks, sha
             f"{out} holds a run of {existing.tokenizer} {existing.options} (K={existing.n_codebooks}); "
             "resume it with the same tokenizer and options, or choose a new output folder"
         )
-    from slmtok.cli.inputs import collect
-
-    ids = sorted(i.name.as_posix() for i in collect(inputs))
+    ids = sorted(item["id"] for item in request["items"])
     if ids != sorted(item.id for shard in existing.shards for item in shard):
         raise SlmtokError(f"{out} holds a run over other inputs; choose a new output folder")
     return existing

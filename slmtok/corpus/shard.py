@@ -8,6 +8,8 @@ input rate), the failures (id, path, error) and the tokenizer (name, card hash, 
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -97,9 +99,10 @@ def encode_shard(
     batch_seconds: float = 120.0,
     workers: int = 2,
 ) -> ShardResult:
-    """Encode ``items`` and atomically write shard ``index`` under ``out``; skip it if it exists."""
+    """Encode ``items`` and atomically write shard ``index`` under ``out``; skip it if it exists and holds
+    exactly ``items`` (a truncated, corrupt or foreign shard file is encoded again and replaced)."""
     path = shard_path(out, index)
-    if path.exists():
+    if path.exists() and check_shard(path, items) is None:
         header = read_shard_header(path)
         seconds = sum(i["duration"] for i in header["items"])
         return ShardResult(index, len(header["items"]), len(header["failures"]), seconds, 0.0, skipped=True)
@@ -160,10 +163,48 @@ def _write_shard(path: Path, tok, encoded: list[tuple[Any, Tokens]], failures: l
         ],
         "failures": failures,
     }
+    header["sha256"] = _digest(tensors)
     blob = save(tensors, metadata={"format": SHARD_FORMAT, "header": json.dumps(header)})
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes (in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_shard(path: Path, items: list[CorpusItem]) -> str | None:
+    """``None`` if the shard file at ``path`` is complete and holds exactly ``items`` (each once, encoded or
+    failed); otherwise why not, in a few words (a killed writer, a truncated copy, another plan's shard)."""
+    try:
+        header, tensors = read_shard(path)
+    except SlmtokError as error:
+        return str(error)
+    try:
+        rows, failures = header["items"], header["failures"]
+        ids = [r["id"] for r in rows] + [f["id"] for f in failures]
+        if sorted(ids) != sorted(item.id for item in items):
+            return "it holds other inputs than the plan gives it"
+        offsets, codes = tensors["offsets"], tensors["codes"]
+        frames = [int(r["frames"]) for r in rows]
+        if [int(r["row"]) for r in rows] != list(range(len(rows))) or offsets.tolist() != [0] + list(
+            itertools.accumulate(frames)
+        ):
+            return "its offsets do not match its items"
+        if codes.ndim != 2 or codes.shape[1] != sum(frames):
+            return "its codes do not match its offsets"
+        if "sha256" in header and header["sha256"] != _digest(tensors):
+            return "its checksum does not match (the file is damaged)"
+    except (KeyError, TypeError, ValueError) as error:
+        return f"its header is malformed ({type(error).__name__}: {error})"
+    return None
 
 
 def read_shard_header(path: Path) -> dict[str, Any]:
@@ -176,7 +217,10 @@ def read_shard_header(path: Path) -> dict[str, Any]:
         raise SlmtokError(f"corrupt corpus shard {path}") from None
     if meta.get("format") != SHARD_FORMAT:
         raise SlmtokError(f"not a corpus shard: {path}")
-    return json.loads(meta["header"])
+    try:
+        return json.loads(meta["header"])
+    except (KeyError, json.JSONDecodeError):
+        raise SlmtokError(f"corrupt corpus shard {path}: unreadable header") from None
 
 
 def read_shard(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -184,6 +228,9 @@ def read_shard(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
     header = read_shard_header(path)
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except Exception:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise SlmtokError(f"corrupt corpus shard {path}") from None
     return header, tensors
