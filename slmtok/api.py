@@ -1,4 +1,4 @@
-"""Top-level functions: ``load``, ``list_tokenizers``, ``register_tokenizer``, ``tokenizer_entry``."""
+"""Top-level functions: ``load``, ``load_for``, ``list_tokenizers``, ``register_tokenizer``, ``tokenizer_entry``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def load(name: str, *, device: str = "cpu", checkpoint: Any = None, **options: A
     if checkpoint is not None:
         kwargs["checkpoint"] = checkpoint
     return entry.create(device=device, **kwargs)
+
+
+def load_for(
+    tokens: Any, *, device: str = "cpu", trust: bool = False, checkpoint: Any = None, **options: Any
+):
+    """Build the tokenizer that decodes ``tokens`` (a ``Tokens`` or ``TokenizerRef``), trusting nothing
+    in them: weights by the sha256 they record (``checkpoint=`` paths first, then the recorded paths),
+    only harmless format options from them, and ``trust`` only from the caller. See
+    ``slmtok.provenance.load_for``."""
+    from slmtok.provenance import load_for as _load_for
+
+    return _load_for(tokens, device=device, trust=trust, checkpoint=checkpoint, **options)
 
 
 def list_tokenizers(pattern: str = "*") -> list[str]:

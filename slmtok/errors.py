@@ -32,3 +32,7 @@ class RegistryError(SlmtokError, KeyError):
 
 class OutputError(SlmtokError, OSError):
     """An output that cannot be written (missing or read-only folder)."""
+
+
+class DecodeLimitError(CodesError):
+    """Tokens that would decode to more audio per item than the limit (``max_seconds``, default 4 h)."""

@@ -20,8 +20,11 @@ import numpy as np
 import torch
 
 from slmtok.audio import prepare
-from slmtok.errors import CodesError, SlmtokError, TokenizerMismatchError
+from slmtok.errors import CodesError, DecodeLimitError, SlmtokError, TokenizerMismatchError
 from slmtok.types import PAD_CODE, Audio, TokenizerCard, TokenizerRef, Tokens
+
+#: default bound on the audio one decoded item may hold (seconds): 4 h
+MAX_DECODE_SECONDS = 4 * 3600.0
 
 
 class Tokenizer(ABC):
@@ -40,8 +43,17 @@ class Tokenizer(ABC):
     # -------------------------------------------------------------------------------- public API
     @property
     def ref(self) -> TokenizerRef:
-        """Name, hash and load options recorded on every ``Tokens`` this tokenizer makes."""
-        return TokenizerRef(self.card.name, self.card.hash, dict(self.load_options))
+        """Name, hash, load options (without ``trust``) and weights files (resolved path and sha256)
+        recorded on every ``Tokens`` this tokenizer makes."""
+        from slmtok.provenance import recorded_options, weights_records
+
+        options = recorded_options(self.load_options)
+        key = json.dumps(options, sort_keys=True, default=str)
+        cached = getattr(self, "_weights_cache", None)
+        if cached is None or cached[0] != key:  # hashed once per tokenizer (and per file in-process)
+            cached = (key, weights_records(options))
+            self._weights_cache = cached
+        return TokenizerRef(self.card.name, self.card.hash, options, cached[1])
 
     @property
     def max_codebook_sizes(self) -> tuple[int, ...]:
@@ -92,13 +104,19 @@ class Tokenizer(ABC):
         )
 
     @torch.inference_mode()
-    def decode(self, tokens: Tokens) -> Audio:
+    def decode(self, tokens: Tokens, *, max_seconds: float = MAX_DECODE_SECONDS) -> Audio:
         """Turn tokens back into audio at ``card.sample_rate``.
 
-        Raises ``TokenizerMismatchError`` for tokens made by another tokenizer (name or weights hash) and
-        ``CodesError`` for codes out of range or too many codebooks.
+        Args:
+            max_seconds: the most audio one item may decode to, in seconds (default 4 h); checked from
+                the frame counts (and ``durations`` of deduplicated units) before anything is allocated.
+
+        Raises ``TokenizerMismatchError`` for tokens made by another tokenizer (name or weights hash),
+        ``CodesError`` for codes out of range, too many codebooks or bad ``durations``, and
+        ``DecodeLimitError`` for an item that would decode to more than ``max_seconds``.
         """
         self.check_tokens(tokens)
+        self.check_decode_size(tokens, max_seconds)
         codes = tokens.codes.to(self.device)
         lengths = tokens.lengths.to(self.device)
         extras = {k: v.to(self.device) for k, v in tokens.extras.items()}
@@ -136,6 +154,20 @@ class Tokenizer(ABC):
                 f"[0, {sizes[q]}) for {self.card.name!r}"
             )
 
+    def check_decode_size(self, tokens: Tokens, max_seconds: float = MAX_DECODE_SECONDS) -> None:
+        """Raise unless every item decodes to at most ``max_seconds`` of audio: frames (expanded by
+        integral, non-negative ``durations`` when the tokens carry them) over the card's frame rate."""
+        if not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+            raise DecodeLimitError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+        frames = decoded_frames(tokens)
+        seconds = frames.double() / float(self.card.frame_rate)
+        if seconds.numel() and float(seconds.max()) > max_seconds:
+            i = int(seconds.argmax())
+            raise DecodeLimitError(
+                f"item {i} would decode to {float(seconds[i]):.4g} s of audio, more than the limit of "
+                f"{max_seconds:g} s (raise it with max_seconds= / --max-seconds)"
+            )
+
     def _check_n_codebooks(self, n_codebooks: int | None) -> int:
         if n_codebooks is None:
             return self.card.n_codebooks
@@ -167,6 +199,34 @@ class Tokenizer(ABC):
         self, codes: torch.Tensor, lengths: torch.Tensor, extras: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes ``[B, K, T']`` (valid, padded -1), frame lengths ``[B]`` -> wav ``[B, C, T]``, sample lengths ``[B]``."""
+
+
+def decoded_frames(tokens: Tokens) -> torch.Tensor:
+    """Frames each item expands to before vocoding, ``[B]`` (float64): its length, or the sum of its
+    ``durations`` (``[B, 1, T]``, frames per deduplicated unit) over its length. ``CodesError`` for
+    durations that are not integral, negative or the wrong shape."""
+    lengths = tokens.lengths.cpu().long()
+    durations = tokens.extras.get("durations")
+    if durations is None:
+        return lengths.double()
+    durations = durations.cpu()
+    if durations.dtype.is_floating_point or durations.dtype.is_complex or durations.dtype == torch.bool:
+        raise CodesError(f"durations must be integers (frames per unit), got {durations.dtype}")
+    if (
+        durations.ndim != 3
+        or durations.shape[0] != tokens.batch_size
+        or durations.shape[-1] < tokens.codes.shape[-1]
+    ):
+        raise CodesError(
+            f"durations must be [B, 1, T] = [{tokens.batch_size}, 1, {tokens.codes.shape[-1]}], "
+            f"got {list(durations.shape)}"
+        )
+    width = tokens.codes.shape[-1]
+    valid = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
+    runs = durations[:, 0, :width].long()
+    if bool(((runs < 0) & valid).any()):
+        raise CodesError("durations must be non-negative")
+    return torch.where(valid, runs, 0).double().sum(-1)  # float64: a sum of huge runs cannot wrap around
 
 
 def content_hash(config: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> str:

@@ -85,12 +85,44 @@ class TokenizerCard:
 
 
 @dataclass(frozen=True)
+class WeightsFile:
+    """One weights file (or folder) a tokenizer was loaded from, as recorded in its tokens.
+
+    Attributes:
+        option: the load option that named it (``"checkpoint"``, ``"kmeans"``, ``"vocoder"``, ``"bundle"``,
+            ``"card"``).
+        index: its position when the option is a list of paths (e.g. a ``(config, weights)`` pair), else
+            ``None``.
+        path: the resolved absolute path it was read from.
+        sha256: hex sha256 of the file; for a folder, of its manifest (``relative path, size, sha256`` of
+            every file, sorted).
+        kind: ``"file"`` or ``"folder"``.
+    """
+
+    option: str
+    index: int | None
+    path: str
+    sha256: str
+    kind: str = "file"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TokenizerRef:
-    """Which tokenizer made some tokens: registry name, card hash, and the load options to rebuild it."""
+    """Which tokenizer made some tokens: registry name, card hash, load options and weights files.
+
+    ``options`` are the options it was loaded with (``trust`` is never kept: it is a choice of whoever
+    loads, not a property of the tokens). ``weights`` records each weights file by resolved path and
+    sha256; ``slmtok.load_for(tokens)`` finds the weights again by that hash, and takes only harmless,
+    format-defining options from a ref read out of a file.
+    """
 
     name: str
     hash: str
     options: dict[str, Any] = field(default_factory=dict)
+    weights: tuple[WeightsFile, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def tokens(tok, speech_16k):
 def test_header_describes_everything_needed(tok, tokens, tmp_path):
     path = slmtok.save_tokens(tmp_path / "a.slmtok", tokens, card=tok.card.to_dict(), sources=["speech.wav"])
     header = read_header(path)
-    assert header["tokenizer"] == {"name": "mel-rvq", "hash": tok.card.hash, "options": {}}
+    assert header["tokenizer"] == {"name": "mel-rvq", "hash": tok.card.hash, "options": {}, "weights": []}
     assert header["card"]["bitrate"] == tok.card.bitrate
     assert header["sample_rate"] == 16000 and header["frame_rate"] == 100.0
     assert header["codebook_sizes"] == [1024] * 8 and header["lengths"] == tokens.lengths.tolist()
