@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": "slmtok.api",
+    "load_for": "slmtok.api",
     "list_tokenizers": "slmtok.api",
     "register_tokenizer": "slmtok.api",
     "tokenizer_entry": "slmtok.api",

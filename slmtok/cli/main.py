@@ -95,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="PATH",
+        help="weights file or folder that made the tokens, found by sha256 (repeatable)",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="admit numpy values in unverified checkpoints (never from the file)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=4 * 3600.0,
+        help="refuse items that would decode to more audio than this, in seconds (default 14400 = 4 h)",
+    )
 
     p = sub.add_parser("resynth", help="encode and decode audio; print bitrate, tokens/s and speed")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or manifests")
