@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 import slmtok
-from slmtok.cli.inputs import collect
 from slmtok.corpora import asterisk_prompts
 from slmtok.corpus import encode_corpus, iter_items
+from slmtok.inputs import collect
 
 
 def naive(tok, files: list[Path], folder: Path) -> tuple[float, dict[str, torch.Tensor]]:

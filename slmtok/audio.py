@@ -7,6 +7,7 @@ batch gives every item exactly what it gets alone.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from slmtok.atomic import atomic_path
-from slmtok.errors import AudioError
+from slmtok.errors import AudioError, OutputError
 from slmtok.types import InputInfo
 
 MIN_SAMPLE_RATE = 1000
@@ -235,8 +236,13 @@ def _read_with_av(path: Path) -> tuple[torch.Tensor, int]:
 
 
 def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
-    """Atomically write ``wav`` ``[C, T]`` (or ``[T]``) to ``path`` (format from the extension, 16-bit PCM
-    for wav). A temporary file in the same folder is renamed into place, so no partial file is left."""
+    """Atomically write ``wav`` ``[C, T]`` (or ``[T]``, samples in [-1, 1]) at ``sample_rate`` Hz to
+    ``path`` (format from the extension: 16-bit PCM wav/flac, Vorbis ogg).
+
+    The file is encoded in memory, written to a temporary file in the same folder and renamed into
+    place, so no partial file is ever left. A write the system refuses (full disk, file too large, a
+    name too long or not encodable, no permission) raises ``OutputError`` naming ``path``.
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -249,6 +255,18 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) ->
         )
     subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
     data = wav.detach().float().cpu().clamp(-1.0, 1.0).numpy().T
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, int(sample_rate), format=fmt, subtype=subtype)
+    # libsndfile writing to a file reports a failed write as a bare error code; in memory it cannot
+    # fail, and Python's own write then says what went wrong (errno)
+    encoded = io.BytesIO()
+    sf.write(encoded, data, int(sample_rate), format=fmt, subtype=subtype)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            file.write(encoded.getbuffer())
+    except OutputError:
+        raise
+    except (OSError, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else None
+        if isinstance(error, UnicodeError):
+            reason = "the name cannot be encoded for the filesystem"
+        raise OutputError(f"cannot write {path}: {reason or error}") from None
     return path

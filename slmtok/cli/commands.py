@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from argparse import Namespace
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import slmtok
-from slmtok.audio import read_audio, write_audio
-from slmtok.cli.inputs import InputItem, collect
+from slmtok.audio import write_audio
+from slmtok.encoding import batches, check_readable, encode_items
 from slmtok.errors import OutputError, SlmtokError
+from slmtok.inputs import InputItem, collect
+from slmtok.outputs import check_writable, folder_outputs
 from slmtok.tokenfile import SUFFIX, load_tokens, save_tokens
-from slmtok.tokenizer import encode_list
 from slmtok.types import Tokens
 
 AUDIO_OUTPUTS = (".wav", ".flac", ".ogg")
@@ -106,10 +105,13 @@ def _stderr_console():
 def _plan_outputs(
     items: list[InputItem], output: str, suffixes: tuple[str, ...], default_suffix: str
 ) -> list[Path]:
-    """One output path per item. ``output`` is a file (single input with a matching suffix) or a folder.
+    """One output path per item. ``output`` is a file (single input with a matching suffix) or a folder,
+    where each item's output is its name with ``default_suffix`` appended (``utt.1`` -> ``utt.1.wav``).
 
-    Checks before any work that every output can be written; folders are created only when the first
-    file goes into them (``_ensure_folder``), so a failed command leaves nothing behind.
+    Checks the whole plan before any work (``slmtok.outputs``): outputs confined to the folder, no two
+    items on one output, no output on an input, names the filesystem takes, folders that can be made.
+    Folders are created only when the first file goes into them (``_ensure_folder``), so a failed
+    command leaves nothing behind.
     """
     out = Path(output)
     if len(items) == 1 and out.suffix.lower() in suffixes:
@@ -121,19 +123,23 @@ def _plan_outputs(
             raise SlmtokError(
                 f"cannot write {out.suffix} files: use {', '.join(suffixes)} (or name a folder)"
             )
-        paths = [out / item.name.with_suffix(default_suffix) for item in items]
-    for path in paths:  # renaming onto a folder fails late and leaves the temporary file behind
-        if path.is_dir():
-            raise OutputError(f"output {path} is a folder, not a file")
-    for folder in sorted({p.parent for p in paths}):
-        existing = folder if str(folder) else Path(".")
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir():
-            raise OutputError(f"output folder {folder} cannot be made: {existing} is a file")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise OutputError(f"output folder {existing} is not writable")
+        paths = folder_outputs(items, out, default_suffix)
+    check_writable(items, paths)
     return paths
+
+
+def _written(path: Path, error: OSError | UnicodeError) -> OutputError:
+    """An ``OSError`` (full disk, file too large, name refused) while writing ``path`` as one line."""
+    if isinstance(error, OutputError):
+        return error
+    if isinstance(error, UnicodeError):
+        return OutputError(f"cannot write {path}: the name cannot be encoded for the filesystem")
+    reason = (
+        error.strerror
+        if isinstance(error, OSError) and error.strerror
+        else str(error) or type(error).__name__
+    )
+    return OutputError(f"cannot write {path}: {reason}")
 
 
 def _ensure_folder(path: Path) -> Path:
@@ -145,45 +151,9 @@ def _ensure_folder(path: Path) -> Path:
     return path
 
 
-def _check_readable(items: list[InputItem]) -> None:
-    """Fail before any work if an input is not an audio file (reads headers only where possible)."""
-    import soundfile as sf
-
-    for item in items:
-        try:
-            sf.info(str(item.path))
-        except Exception:  # noqa: BLE001 - not libsndfile's: let the full reader (FFmpeg) decide
-            read_audio(item.path)
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
+def _check_batch_size(size: int) -> None:
     if size < 1:
         raise SlmtokError(f"--batch-size must be at least 1, got {size}")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _encode_files(
-    tok, items: list[InputItem], n_codebooks: int | None, batch_size: int
-) -> Iterator[tuple[InputItem, Tokens]]:
-    """Read and encode ``items`` in batches (grouped by sample rate and channels); yield one-item Tokens."""
-    for batch in _batches(items, batch_size):
-        loaded = [(item, *read_audio(item.path, start=item.start, duration=item.duration)) for item in batch]
-        groups: dict[tuple[int, int], list] = {}
-        for item, wav, rate in loaded:
-            groups.setdefault((rate, wav.shape[0]), []).append((item, wav))
-        done: dict[InputItem, Tokens] = {}
-        for (rate, _), members in groups.items():
-            try:
-                results = encode_list(tok, [wav for _, wav in members], rate, n_codebooks=n_codebooks)
-            except SlmtokError as error:  # a batch of one
-                raise type(error)(f"{members[0][0].label}: {error}") from None
-            for (item, _), result in zip(members, results, strict=True):
-                if isinstance(result, SlmtokError):
-                    raise type(result)(f"{item.label}: {result}") from None
-                done[item] = result
-        for item in batch:
-            yield item, done[item]
 
 
 def _print_json(data: Any) -> None:
@@ -272,9 +242,10 @@ def run_info(args: Namespace) -> int:
 
 
 def run_encode(args: Namespace) -> int:
+    _check_batch_size(args.batch_size)
     items = collect(args.inputs)
     outputs = _plan_outputs(items, args.output, (SUFFIX,), SUFFIX)
-    _check_readable(items)
+    check_readable(items)
     tok = _load_tokenizer(args, args.tokenizer)
     card = tok.card.to_dict()
     target = dict(zip(items, outputs, strict=True))
@@ -282,8 +253,11 @@ def run_encode(args: Namespace) -> int:
     start = time.perf_counter()
     with _progress(len(items), "encode") as bar:
         task = bar.add_task("encode", total=len(items))
-        for item, tokens in _encode_files(tok, items, args.n_codebooks, args.batch_size):
-            save_tokens(_ensure_folder(target[item]), tokens, card=card, sources=[item.label])
+        for item, tokens in encode_items(tok, items, args.n_codebooks, args.batch_size):
+            try:
+                save_tokens(_ensure_folder(target[item]), tokens, card=card, sources=[item.label])
+            except (OSError, UnicodeError) as error:
+                raise _written(target[item], error) from None
             duration = tokens.input.durations[0]
             seconds += duration
             frames += int(tokens.lengths[0])
@@ -322,9 +296,14 @@ def _collect_token_files(paths: list[str]) -> list[InputItem]:
 
 
 def run_decode(args: Namespace) -> int:
+    _check_batch_size(args.batch_size)
     items = _collect_token_files(args.inputs)
     outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
-    loaded = [(item, out, load_tokens(item.path)) for item, out in zip(items, outputs, strict=True)]
+    max_seconds = args.max_seconds
+    loaded = [
+        (item, out, load_tokens(item.path, max_seconds=max_seconds))
+        for item, out in zip(items, outputs, strict=True)
+    ]
     for item, _, tokens in loaded:  # one audio file per token file: a batch file would be cut or mixed up
         if tokens.batch_size != 1:
             raise SlmtokError(
@@ -335,18 +314,22 @@ def run_decode(args: Namespace) -> int:
     report, start = [], time.perf_counter()
     with _progress(len(items), "decode") as bar:
         task = bar.add_task("decode", total=len(items))
-        for batch in _batches(loaded, args.batch_size):
+        for batch in batches(loaded, args.batch_size):
             groups: dict[tuple, list] = {}
             for entry in batch:
                 ref = entry[2].tokenizer
-                key = (ref.name, ref.hash, json.dumps(ref.options, sort_keys=True), entry[2].n_codebooks)
-                groups.setdefault(key, []).append(entry)
+                key = (ref.name, ref.hash, json.dumps(ref.options, sort_keys=True), ref.weights)
+                groups.setdefault((*key, entry[2].n_codebooks), []).append(entry)
             for key, members in groups.items():
-                if key[:3] not in tokenizers:
-                    ref = members[0][2].tokenizer
-                    tokenizers[key[:3]] = slmtok.load(ref.name, device=_device(args.device), **ref.options)
-                tok = tokenizers[key[:3]]
-                audio = tok.decode(Tokens.cat([t for _, _, t in members]))
+                if key[:4] not in tokenizers:  # weights by sha256, trust only from --trust (slmtok.load_for)
+                    tokenizers[key[:4]] = slmtok.load_for(
+                        members[0][2],
+                        device=_device(args.device),
+                        trust=args.trust,
+                        checkpoint=args.checkpoint,
+                    )
+                tok = tokenizers[key[:4]]
+                audio = tok.decode(Tokens.cat([t for _, _, t in members]), max_seconds=max_seconds)
                 for i, (item, out, _) in enumerate(members):
                     write_audio(_ensure_folder(out), audio.item(i), audio.sample_rate)
                     report.append(
@@ -364,9 +347,10 @@ def run_decode(args: Namespace) -> int:
 
 
 def run_resynth(args: Namespace) -> int:
+    _check_batch_size(args.batch_size)
     items = collect(args.inputs)
     outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
-    _check_readable(items)
+    check_readable(items)
     tok = _load_tokenizer(args, args.tokenizer)
     target = dict(zip(items, outputs, strict=True))
     seconds = frames = 0.0
@@ -375,7 +359,7 @@ def run_resynth(args: Namespace) -> int:
     rows = []
     with _progress(len(items), "resynth") as bar:
         task = bar.add_task("resynth", total=len(items))
-        iterator = _encode_files(tok, items, args.n_codebooks, args.batch_size)
+        iterator = encode_items(tok, items, args.n_codebooks, args.batch_size)
         while True:
             t0 = time.perf_counter()
             try:

@@ -93,8 +93,8 @@ def _feature_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_fit(args: argparse.Namespace) -> int:
     import torch
 
-    from slmtok.cli.inputs import collect
     from slmtok.errors import SlmtokError
+    from slmtok.inputs import collect
     from slmtok.kmeans.corpus_features import extract_samples
     from slmtok.kmeans.stream import fit_stream
     from slmtok.registry import FEATURES

@@ -104,8 +104,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from slmtok.cli.inputs import collect
     from slmtok.errors import SlmtokError
+    from slmtok.inputs import collect
     from slmtok.vocoders.training.data import UnitCorpus, build_corpus, corpus_key
     from slmtok.vocoders.training.trainer import TrainConfig, VocoderTrainer, vocoder_config
 

@@ -23,8 +23,9 @@ def audio_source(
 ) -> tuple[list[str], Iterator, dict[str, Any]]:
     """Audio files, folders or manifests, encoded in batches by the ``slmtok encode`` code path."""
     import slmtok
-    from slmtok.cli.commands import _check_readable, _encode_files
-    from slmtok.cli.inputs import collect
+    from slmtok.encoding import check_readable as _check_readable
+    from slmtok.encoding import encode_items as _encode_files
+    from slmtok.inputs import collect
     from slmtok.lm.data import Utterance
 
     items = collect(inputs)
@@ -56,7 +57,7 @@ def audio_source(
 def token_source(paths: list[str]) -> tuple[list[str], Iterator, dict[str, Any]]:
     """``.slmtok`` files (or folders of them), all from one tokenizer with one codebook count; a file
     holding a batch gives one utterance per item (``name#i``)."""
-    from slmtok.cli.inputs import collect
+    from slmtok.inputs import collect
     from slmtok.lm.data import Utterance
     from slmtok.tokenfile import SUFFIX, load_tokens, read_header
 
