@@ -247,6 +247,12 @@ def sequence_loss(model: SpeechLM, logits: torch.Tensor, targets: torch.Tensor) 
 
     ``logits`` ``[B, S, sum V]``, ``targets`` int ``[B, S, H]`` (``-100`` = not scored).
     """
+    return sequence_nats(model, logits, targets), int((targets != -100).sum())
+
+
+def sequence_nats(model: SpeechLM, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (nats, a 0-d tensor) of ``sequence_loss``, without reading anything back to
+    the host (the training loop counts the targets on the host)."""
     total = logits.new_zeros((), dtype=torch.float32)
     for h, part in enumerate(model.stream_logits(logits)):
         total = total + F.cross_entropy(
@@ -255,7 +261,7 @@ def sequence_loss(model: SpeechLM, logits: torch.Tensor, targets: torch.Tensor) 
             ignore_index=-100,
             reduction="sum",
         )
-    return total, int((targets != -100).sum())
+    return total
 
 
 def flops_per_step(config: ModelConfig, n_params: int, context: int) -> float:

@@ -24,10 +24,12 @@ from typing import Any
 
 import torch
 
-from slmtok.errors import SlmtokError
+from slmtok.atomic import atomic_path, remove_orphans
+from slmtok.errors import OutputError, SlmtokError
 from slmtok.lm import checkpoint as ckpt
 from slmtok.lm.data import SplitStream, TokenData
-from slmtok.lm.model import ModelConfig, SpeechLM, flops_per_step, sequence_loss
+from slmtok.lm.model import ModelConfig, SpeechLM, flops_per_step, sequence_loss, sequence_nats
+from slmtok.runlock import RunLock
 
 #: fields that may differ when a run is resumed (they do not change what is computed)
 RESUMABLE = {
@@ -159,6 +161,29 @@ def _optimizer(model: SpeechLM, config: TrainConfig, device: torch.device) -> to
     )
 
 
+def _precision(device: torch.device) -> str:
+    """The arithmetic a device trains in here: bf16 autocast on GPUs that have it, else fp32."""
+    return "bf16-autocast" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _check_environment(info: dict[str, Any], world: int, device: torch.device) -> None:
+    """Refuse to resume a checkpoint under another world size, device type or precision (the batches,
+    the RNG streams and the arithmetic would not be those of the run that wrote it)."""
+    saved_world = int(info.get("world_size", 1))
+    if saved_world != world:
+        raise SlmtokError(
+            f"the checkpoint was written by {saved_world} process(es), this run has {world}; resume it with "
+            f"torchrun --nproc-per-node {saved_world} (or 1 process), or train into a new folder"
+        )
+    saved = (info.get("device_type"), info.get("precision"))
+    here = (device.type, _precision(device))
+    if saved[0] is not None and saved != here:
+        raise SlmtokError(
+            f"the checkpoint was trained on {saved[0]} in {saved[1]}, this run is on {here[0]} in {here[1]}; "
+            f"resume it with --device {saved[0]}, or train into a new folder"
+        )
+
+
 def _check_resume(saved: dict[str, Any], config: TrainConfig, fingerprint: dict[str, Any]) -> None:
     old = saved["train"]
     for key, value in asdict(config).items():
@@ -188,9 +213,11 @@ def train(
         resume: continue the checkpoint in ``run`` if there is one (refused if settings differ).
         stop_after: stop (with a checkpoint) after this many optimizer steps in this call.
         log: where progress lines go (default: standard error, rank 0 only).
-    """
-    import torch.distributed as dist
 
+    One process trains into a run folder at a time (rank 0 holds its lock). A resume is refused under
+    another world size, device type or precision; a model file left stale by a kill is rewritten from
+    the checkpoint; metric rows past the checkpoint and a torn last row are dropped.
+    """
     config = TrainConfig.from_dict({**asdict(config or TrainConfig()), **overrides})
     rank, world, device = _distributed(config.device)
     log = (
@@ -205,18 +232,44 @@ def train(
     }
     model_config = config.model_config(dataset.pattern.stream_vocab_sizes)
     run = Path(run)
-    start = 0
     has_checkpoint = (run / ckpt.CHECKPOINT).exists()
     if has_checkpoint and not resume:
         raise SlmtokError(f"{run} already holds a run; resume it or train into a new folder")
     if has_checkpoint:
         _check_resume(ckpt.read_run_config(run), config, fingerprint)
+        _check_environment(ckpt.checkpoint_info(run)[1], world, device)
+    metrics_path = run / ckpt.METRICS
+    if rank == 0 and metrics_path.is_symlink():
+        raise OutputError(f"refusing to write through a symlink: {metrics_path}")
+    with RunLock(_made(run), "lm train") if rank == 0 else nullcontext():
+        return _train(data, run, config, rank, world, device, log, dataset, fingerprint, model_config,
+                      has_checkpoint, stop_after)  # fmt: skip
+
+
+def _made(run: Path) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def _train(data, run, config, rank, world, device, log, dataset, fingerprint, model_config, has_checkpoint,
+           stop_after) -> TrainResult:  # fmt: skip
+    """The body of ``train``, run while rank 0 holds the run folder's lock."""
+    import torch.distributed as dist
+
+    manifest = dataset.manifest
+    start = 0
+    if rank == 0:
+        remove_orphans(run)
     torch.manual_seed(config.seed)
     model = SpeechLM(model_config).to(device)
     optimizer = _optimizer(model, config, device)
     if has_checkpoint:
-        start, _ = ckpt.load_checkpoint(run, model, optimizer)
+        start, _ = ckpt.load_checkpoint(run, model, optimizer, rank=rank)
         log(f"resumed {run} at step {start}")
+        if rank == 0 and ckpt.restore_model(run, model, start):
+            log(
+                f"rewrote {run / ckpt.MODEL} from the checkpoint of step {start} (a killed run left it stale)"
+            )
     elif rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         ckpt.write_run_config(
@@ -249,20 +302,21 @@ def train(
     began = window_start = time.perf_counter()
     window_steps = 0
     step = start
-    metrics = open(run / ckpt.METRICS, "a", encoding="utf-8") if rank == 0 else None  # noqa: SIM115
+    metrics = ckpt.open_metrics(run) if rank == 0 else None
+    pending: list[torch.Tensor] = []  # this window's losses, on the device: read back at log steps only
     try:
         while step < config.max_steps:
             lr = learning_rate(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            total = 0.0
+            total = torch.zeros((), device=device)
             for micro in range(config.grad_accum):
                 x, y = train_split.sample(config.batch_size, block, (config.seed, step, micro * world + rank))
+                count = max(int((y.numpy() != -100).sum()), 1)  # counted on the host: no device sync
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 sync = world == 1 or micro == config.grad_accum - 1
                 with nullcontext() if sync else net.no_sync(), _autocast(device):
-                    nats, count = sequence_loss(model, net(x), y)
-                    loss = nats / max(count, 1) / config.grad_accum
+                    loss = sequence_nats(model, net(x), y) / count / config.grad_accum
                 loss.backward()
                 total += loss.detach()
             if config.grad_clip:
@@ -272,18 +326,20 @@ def train(
             if world > 1:  # gloo has no AVG
                 dist.all_reduce(total, op=dist.ReduceOp.SUM)
                 total = total / world
-            losses.append(float(total))
+            pending.append(total)
             step += 1
             window_steps += 1
             done = step >= config.max_steps or (stop_after is not None and step - start >= stop_after)
-            if config.max_minutes is not None:
-                over = torch.tensor(
-                    float(time.perf_counter() - began > 60 * config.max_minutes), device=device
-                )
-                if world > 1:
-                    dist.all_reduce(over, op=dist.ReduceOp.MAX)
-                done = done or bool(over)
+            if config.max_minutes is not None and (world == 1 or step % config.log_interval == 0):
+                over = time.perf_counter() - began > 60 * config.max_minutes
+                if world > 1:  # every rank must stop at the same step: checked at log steps only
+                    flag = torch.tensor(float(over), device=device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    over = bool(flag)
+                done = done or over
             if step % config.log_interval == 0 or done:
+                losses += torch.stack(pending).tolist()  # the one host sync of a log window
+                pending = []
                 now = time.perf_counter()
                 rate = window_steps * positions_per_step / (now - window_start)
                 row = {
@@ -311,9 +367,12 @@ def train(
                 if world > 1:
                     dist.barrier()
             if step % config.save_interval == 0 or done:
+                states = _gather(ckpt.rng_state(device), rank, world)
                 if rank == 0:
-                    info = {"world_size": world}
-                    ckpt.save_checkpoint(run, model, optimizer, step, info)
+                    info = {"world_size": world, "device_type": device.type, "precision": _precision(device)}
+                    # checkpoint first, then model: a kill in between leaves the model one save behind,
+                    # and the next run rewrites it from the checkpoint (``restore_model``)
+                    ckpt.save_checkpoint(run, model, optimizer, step, info, states)
                     ckpt.save_model(run, model, step)
                 if world > 1:
                     dist.barrier()
@@ -323,9 +382,21 @@ def train(
     finally:
         if metrics is not None:
             metrics.close()
+    losses += torch.stack(pending).tolist() if pending else []
     elapsed = time.perf_counter() - began
     rate = (step - start) * positions_per_step / elapsed if elapsed else 0.0
     return TrainResult(run, step, losses, evaluation, rate)
+
+
+def _gather(state: dict[str, torch.Tensor], rank: int, world: int) -> list[dict[str, torch.Tensor]] | None:
+    """Every rank's RNG ``state`` on rank 0 (in rank order); ``None`` on the other ranks."""
+    if world == 1:
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(state, states, dst=0)
+    return states
 
 
 def _describe(evaluation: dict[str, Any]) -> str:
@@ -356,13 +427,24 @@ def _write(metrics, row: dict[str, Any]) -> None:
 
 
 def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metric rows past ``step`` (written after the checkpoint a resumed run continues from)."""
+    """Drop metric rows past ``step`` (written after the checkpoint a resumed run continues from), and a
+    last line cut short by a kill (it would glue itself to the next row); other damage is refused."""
     if not path.exists():
         return
-    from slmtok.atomic import atomic_path
-
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) != len(lines):
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # torn by a kill mid-write
+                break
+            raise SlmtokError(f"{path}:{number}: not a JSON line; move the file away to resume") from None
+        if row.get("step", 0) <= step:
+            kept.append(line)
+    if kept != lines or (text and not text.endswith("\n")):
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
