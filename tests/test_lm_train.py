@@ -209,3 +209,183 @@ def test_library_functions_are_not_hidden_by_their_modules():
 
     assert slmtok.lm.train is training.train and slmtok.lm.generate is generation.generate
     assert slmtok.lm.prepare is data.prepare
+
+
+# ------------------------------------------------------------------------ durability of run folders
+DURABLE = dict(
+    model="tiny", block_size=32, batch_size=2, max_steps=6, warmup_steps=2, log_interval=1,
+    eval_interval=100, eval_steps=32, save_interval=3, device="cpu",
+)  # fmt: skip
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    make_data(tmp_path / "data", markov_utterances(count=8, frames=60), pattern="parallel")
+    return tmp_path / "data"
+
+
+def file_tensors(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, read with the safetensors package itself."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118
+
+
+def assert_model_is_checkpoint(run) -> None:
+    model, meta = file_tensors(run / "model.safetensors")
+    checkpoint, cmeta = file_tensors(run / "checkpoint.safetensors")
+    assert meta["step"] == cmeta["step"]
+    assert sorted(model) == sorted(k[6:] for k in checkpoint if k.startswith("model."))
+    for name, value in model.items():
+        assert torch.equal(value, checkpoint[f"model.{name}"]), name
+
+
+@pytest.mark.parametrize("left", ["missing", "stale"])
+def test_kill_between_final_checkpoint_and_model_is_repaired(small_data, tmp_path, monkeypatch, left):
+    """Killed after the last checkpoint but before the model file (simulated by failing ``save_model``
+    at the last step): the rerun rewrites ``model.safetensors`` from the checkpoint instead of
+    reporting "trained to step 6" over a missing or step-3 model."""
+    from slmtok.lm import checkpoint
+
+    real = checkpoint.save_model
+
+    def dies_at_the_end(run, model, step):
+        if step == DURABLE["max_steps"]:
+            if left == "missing":
+                (run / "model.safetensors").unlink()
+            raise SystemExit("killed")
+        real(run, model, step)
+
+    monkeypatch.setattr(checkpoint, "save_model", dies_at_the_end)
+    with pytest.raises(SystemExit):
+        train(small_data, tmp_path / "run", **DURABLE)
+    monkeypatch.setattr(checkpoint, "save_model", real)
+    assert file_tensors(tmp_path / "run" / "checkpoint.safetensors")[1]["step"] == "6"
+    assert (tmp_path / "run" / "model.safetensors").exists() == (left == "stale")
+    result = train(small_data, tmp_path / "run", **DURABLE)
+    assert result.step == 6
+    assert_model_is_checkpoint(tmp_path / "run")
+    assert load_model(tmp_path / "run")[1] == 6
+
+
+def test_metrics_symlink_is_refused(small_data, tmp_path):
+    """A symlink planted at RUN/metrics.jsonl is refused with one line; its target is not written."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text('{"keep": "me"}\n')
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").symlink_to(victim)
+    with pytest.raises(OutputError, match="symlink") as caught:
+        train(small_data, tmp_path / "run", **DURABLE)
+    assert "\n" not in str(caught.value)
+    assert victim.read_text() == '{"keep": "me"}\n'
+
+
+def test_torn_last_metrics_row_does_not_block_resume(small_data, tmp_path):
+    """A kill mid-row leaves a torn last line in metrics.jsonl: the resumed run drops it and writes the
+    same rows as a run that never stopped (reference: that uninterrupted run)."""
+    straight = train(small_data, tmp_path / "a", **DURABLE)
+    train(small_data, tmp_path / "b", **DURABLE, stop_after=3)
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 2.3')
+    train(small_data, tmp_path / "b", **DURABLE)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows if "loss" in r] == straight.losses
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def rewrite_info(path, **changes) -> None:
+    """Edit the ``info`` JSON in a checkpoint's metadata (as another environment would have written)."""
+    from safetensors.torch import save_file
+
+    tensors, meta = file_tensors(path)
+    meta["info"] = json.dumps({**json.loads(meta["info"]), **changes})
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"world_size": 2}, r"written by 2 process\(es\), this run has 1"),
+        ({"device_type": "cuda", "precision": "bf16-autocast"}, "trained on cuda in bf16-autocast, this run is on cpu in fp32"),
+    ],
+)  # fmt: skip
+def test_resume_refuses_another_world_size_or_device(small_data, tmp_path, changes, message):
+    train(small_data, tmp_path / "run", **DURABLE, stop_after=3)
+    rewrite_info(tmp_path / "run" / "checkpoint.safetensors", **changes)
+    with pytest.raises(SlmtokError, match=message) as caught:
+        train(small_data, tmp_path / "run", **DURABLE)
+    assert "\n" not in str(caught.value)
+
+
+def test_each_rank_gets_its_own_rng_state_back(tmp_path):
+    """Rank r's generator state is saved and restored for rank r (reference: torch's own generators,
+    advanced differently per rank)."""
+    from slmtok.lm.checkpoint import load_checkpoint, save_checkpoint
+    from slmtok.lm.model import ModelConfig, SpeechLM
+
+    model = SpeechLM(ModelConfig.preset("tiny").with_vocab((8,)))
+    optimizer = torch.optim.AdamW(model.parameters())
+    states = []
+    for rank in range(3):
+        torch.manual_seed(100 + rank)
+        states.append({"torch": torch.get_rng_state()})
+    tmp_path.mkdir(exist_ok=True)
+    save_checkpoint(tmp_path, model, optimizer, 1, {"world_size": 3}, states)
+    for rank in (2, 0, 1):
+        torch.manual_seed(0)
+        load_checkpoint(tmp_path, model, optimizer, rank=rank)
+        expected = torch.Generator().manual_seed(100 + rank)
+        assert torch.equal(torch.rand(5), torch.rand(5, generator=expected)), rank
+
+
+def test_no_host_sync_per_step(small_data, tmp_path, monkeypatch):
+    """Training steps read nothing back from the device: the number of tensor-to-Python conversions made
+    by slmtok's code does not grow with the number of steps between log lines (on a GPU each one is a
+    host sync). Conversions inside torch (e.g. AdamW's CPU step counter) are not counted."""
+    import os as _os
+
+    package = _os.path.dirname(_os.path.dirname(__import__("slmtok").__file__))
+    counts = {"n": 0}
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            if sys._getframe(1).f_code.co_filename.startswith(package + _os.sep + "slmtok"):
+                counts["n"] += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    seen = []
+    for steps in (4, 12):
+        counts["n"] = 0
+        options = {**DURABLE, "max_steps": steps, "log_interval": 100, "save_interval": 100}
+        train(small_data, tmp_path / f"run{steps}", **options)
+        seen.append(counts["n"])
+    assert seen[0] == seen[1], f"conversions grow with steps: {seen}"
+
+
+def test_orphaned_temps_removed_and_run_locked(small_data, tmp_path):
+    """A temporary checkpoint left by a killed writer is removed by the next run; while another process
+    holds the run folder, a second ``train`` is refused with one line."""
+    from slmtok.atomic import temp_name
+    from slmtok.runlock import RunLock, RunLockedError
+
+    run = tmp_path / "run"
+    train(small_data, run, **DURABLE, stop_after=3)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = run / temp_name("checkpoint.safetensors").replace(
+        f"-{__import__('os').getpid()}.", f"-{dead.pid}."
+    )
+    orphan.write_bytes(b"half a checkpoint")
+    with RunLock(run, "lm train"), pytest.raises(RunLockedError, match="another lm train run"):
+        train(small_data, run, **DURABLE)
+    assert orphan.exists()
+    train(small_data, run, **DURABLE)
+    assert not orphan.exists()
+    assert_model_is_checkpoint(run)
