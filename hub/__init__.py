@@ -29,6 +29,7 @@ _LAZY = {
     "sha256_file": "slmtok.hub.download",
     "is_offline": "slmtok.hub.download",
     "is_sha256_verified": "slmtok.hub.download",
+    "forget": "slmtok.hub.download",
     "RecordedChecksumWarning": "slmtok.hub.download",
     "load_torch_checkpoint": "slmtok.hub.safe_load",
     "HubError": "slmtok.hub.errors",
@@ -36,6 +37,8 @@ _LAZY = {
     "ChecksumError": "slmtok.hub.errors",
     "DownloadError": "slmtok.hub.errors",
     "OfflineError": "slmtok.hub.errors",
+    "CacheError": "slmtok.hub.errors",
+    "CheckpointError": "slmtok.hub.errors",
     "UntrustedCheckpointError": "slmtok.hub.errors",
 }
 

@@ -30,6 +30,19 @@ FAMILIES = ("codec", "semantic", "features", "kmeans", "vocoder", "hybrid")
 BUILTIN_DIR = Path(__file__).resolve().parent / "cards"
 _HEX = re.compile(r"^[0-9a-f]*$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _plain_name(name: object) -> bool:
+    """A single path component: no separators, no ``.``/``..``, no NUL or other control characters."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\")
+        and all(ord(c) >= 32 and c != "\x7f" for c in name)
+    )
+
+
 _CARD_KEYS = (
     "name",
     "title",
@@ -70,6 +83,22 @@ class CardFile:
     sha256: str = ""
     sha256_prefix: str = ""
     size: int | None = None
+
+    @property
+    def provenance(self) -> str:
+        """How the file is pinned: by the card, or by what its first download resolved (the cache index)."""
+        if self.sha256:
+            return "sha256 on the card, checked on every download"
+        if self.sha256_prefix:
+            return (
+                f"the publisher gives the sha256 prefix {self.sha256_prefix} (in the file name); "
+                "full sha256 recorded at first download and checked after"
+            )
+        if self.hf_repo and self.revision:
+            return "revision pinned on the card; no published sha256: recorded at first download and checked after"
+        if self.hf_repo:
+            return "unpinned: revision and sha256 recorded at first download and checked after"
+        return "no published sha256: recorded at first download and checked after"
 
     @property
     def location(self) -> str:
@@ -150,22 +179,32 @@ def parse_card(data: dict[str, Any], *, path: str = "") -> ModelCard:
         raise CardError(f"{where}: a card needs at least one [[files]] table")
     files = []
     for item in files_data:
+        if not isinstance(item, dict):
+            raise CardError(f"{where}: each [[files]] entry must be a table")
         unknown = set(item) - set(_FILE_KEYS)
         if unknown:
             raise CardError(f"{where}: unknown [[files]] key(s) {', '.join(sorted(unknown))}")
         f = CardFile(
             filename=need("filename", str, item),
-            role=item.get("role", "weights"),
-            url=item.get("url", ""),
-            hf_repo=item.get("hf_repo", ""),
-            hf_filename=item.get("hf_filename", ""),
-            revision=item.get("revision", ""),
-            sha256=str(item.get("sha256", "")).lower(),
-            sha256_prefix=str(item.get("sha256_prefix", "")).lower(),
+            role=need("role", str, item, optional=True) or "weights",
+            url=need("url", str, item, optional=True) or "",
+            hf_repo=need("hf_repo", str, item, optional=True) or "",
+            hf_filename=need("hf_filename", str, item, optional=True) or "",
+            revision=need("revision", str, item, optional=True) or "",
+            sha256=(need("sha256", str, item, optional=True) or "").lower(),
+            sha256_prefix=(need("sha256_prefix", str, item, optional=True) or "").lower(),
             size=need("size", int, item, optional=True),
         )
-        if "/" in f.filename or f.filename in ("", ".", ".."):
+        if not _plain_name(f.filename):
             raise CardError(f"{where}: filename {f.filename!r} must be a plain file name")
+        if f.hf_filename and not all(_plain_name(part) for part in f.hf_filename.split("/")):
+            raise CardError(
+                f"{where}: hf_filename {f.hf_filename!r} must be a relative path in the repository"
+            )
+        if not isinstance(f.revision, str) or (f.revision and not _COMMIT.match(f.revision)):
+            raise CardError(
+                f'{where}: revision of {f.filename!r} must be a 40-hex-digit commit or "" (unpinned)'
+            )
         if bool(f.url) == bool(f.hf_repo):
             raise CardError(f"{where}: file {f.filename!r} needs either url or hf_repo + hf_filename")
         if f.url and not f.url.startswith(("https://", "http://", "file://")):
@@ -200,13 +239,17 @@ def parse_card(data: dict[str, Any], *, path: str = "") -> ModelCard:
 
 def load_card(path: str | os.PathLike) -> ModelCard:
     """Read one card file."""
+    if "\0" in os.fspath(path):
+        raise CardError(f"card path {os.fspath(path)!r} contains a NUL byte")
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CardError(f"no such card file: {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise CardError(f"cannot read card {path}: {error}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # TOMLDecodeError is a ValueError
+        raise CardError(
+            f"cannot read card {path}: {str(error).splitlines()[0] if str(error) else error!r}"
+        ) from None
     return parse_card(data, path=str(path))
 
 

@@ -2,11 +2,20 @@
 
 Files go to ``$SLMTOK_HOME/hub/<card name>/<filename>``. A file is fetched from ``url`` over HTTP(S) (or
 copied from ``file://``), resuming an interrupted download from its ``.part`` file with a ``Range``
-request, or from the Hugging Face hub with ``huggingface_hub`` (which resumes on its own). A download
-only takes its final name once its size and sha256 match the card; a card without a sha256 gets the
-digest of the first download recorded (and a ``RecordedChecksumWarning``), and later uses are checked
-against that record. Beside each file a small JSON record keeps its sha256, size and how it was
-verified, so a cached file is not re-hashed on every load unless it changed.
+request, or from the Hugging Face hub with ``huggingface_hub`` at the card's pinned ``revision`` (a
+commit). A download only takes its final name once its size and sha256 match the card.
+
+Where the card gives no sha256 (or no revision), what the first download resolved is recorded in one
+cache index, ``$SLMTOK_HOME/index.json`` (written atomically, under a lock): card, URL, the Hugging Face
+commit, sha256, size and time. Every later use is checked against it: a cached file that changed
+(edited, replaced, even with its modification time restored) is re-hashed and refused if its sha256
+differs; a re-download must give the recorded sha256 from the recorded commit. ``forget(name)`` drops
+a record, to accept a file the publisher changed on purpose.
+
+Cache files are never written through a link: ``.part`` and lock files are opened with ``O_NOFOLLOW``
+(a link or hard link planted there is removed and the file recreated with ``O_EXCL``), a download
+takes its final name with ``os.replace`` (which replaces a link, never follows it), and a link at a
+file's final name is refused.
 
 Offline (``SLMTOK_OFFLINE=1``, ``HF_HUB_OFFLINE=1``, ``offline=True``, or no network), a missing file
 raises ``OfflineError`` with one line naming the file, its URL and the path to put it at; a file put
@@ -15,10 +24,14 @@ there by hand is verified like a download.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
+import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +40,13 @@ from typing import Any
 from slmtok.atomic import atomic_path
 from slmtok.hub import slmtok_home
 from slmtok.hub.cards import CardFile, ModelCard, get_card
-from slmtok.hub.errors import ChecksumError, DownloadError, OfflineError
+from slmtok.hub.errors import CacheError, ChecksumError, DownloadError, OfflineError
 
 CHUNK = 1 << 20
+INDEX_NAME = "index.json"
 Progress = Callable[[int, int | None], None]
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class RecordedChecksumWarning(UserWarning):
@@ -62,19 +78,90 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _record_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.record.json")
+# ------------------------------------------------------------------------------------------ the index
+def index_path() -> Path:
+    """The cache index: ``$SLMTOK_HOME/index.json``."""
+    return slmtok_home() / INDEX_NAME
+
+
+def _key(path: Path) -> str | None:
+    """A cached file's key in the index (its path under ``$SLMTOK_HOME``), or ``None`` outside it."""
+    home = os.path.abspath(slmtok_home())
+    full = os.path.abspath(path)
+    if os.path.commonpath([home, full]) != home:
+        return None
+    return Path(os.path.relpath(full, home)).as_posix()
+
+
+def _read_index() -> dict[str, dict[str, Any]]:
+    path = index_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise CacheError(f"cannot read the cache index {path}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise ValueError("not an object of records")
+    except ValueError as error:
+        raise CacheError(
+            f"the cache index {path} is damaged ({error}); remove it to re-record every cached file"
+        ) from None
+    return data
+
+
+def _update_index(key: str, record: dict[str, Any] | None) -> None:
+    """Set (or with ``None`` remove) one record, atomically, under the index lock."""
+    home = slmtok_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with _lock(home / f".{INDEX_NAME}"):
+        data = _read_index()
+        if record is None:
+            data.pop(key, None)
+        else:
+            data[key] = record
+        with atomic_path(index_path()) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _stat_key(st: os.stat_result) -> dict[str, int]:
+    # ctime changes on every write or rename and cannot be set back by the user (unlike mtime)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def _regular(path: Path) -> os.stat_result | None:
+    """``lstat`` of ``path`` if it is a regular file, ``None`` if nothing is there; a link -> CacheError."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise CacheError(
+            f"{path} is a symbolic link; slmtok's cache holds only regular files: remove it and fetch again "
+            "(or copy the file there)"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"{path} is not a regular file; remove it and fetch again")
+    return st
+
+
+def index_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The index record of a cached file (whether or not the file changed since), or ``None``."""
+    key = _key(Path(path))
+    return None if key is None else _read_index().get(key)
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The verification record of a cached file, if it has one and the file is unchanged since."""
+    """The index record of a cached file, if it has one and the file is unchanged since it was checked."""
     path = Path(path)
+    record = index_record(path)
     try:
-        record = json.loads(_record_path(path).read_text())
-        stat = path.stat()
-    except (OSError, ValueError):
+        st = _regular(path)
+    except CacheError:
         return None
-    if record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
+    if record is None or st is None or any(record.get(k) != v for k, v in _stat_key(st).items()):
         return None
     return record
 
@@ -85,8 +172,22 @@ def is_sha256_verified(path: str | os.PathLike) -> bool:
     return bool(record and record.get("verified") == "sha256")
 
 
+def forget(name: str | os.PathLike | ModelCard, role: str = "weights") -> bool:
+    """Drop the index record of a card's file (e.g. to accept a file its publisher changed on purpose);
+    the file itself is removed too. Returns whether there was a record."""
+    target = cache_path(name, role)
+    key = _key(target)
+    had = index_record(target) is not None
+    if key is not None:
+        _update_index(key, None)
+    if _regular(target) is not None:
+        target.unlink()
+    return had
+
+
+# ------------------------------------------------------------------------------------------ checks
 def _verify(card: ModelCard, entry: CardFile, path: Path, digest: str, previous: dict | None) -> str:
-    """Check a file's digest against the card (or the first-download record); return how it was verified."""
+    """Check a file's digest against the card and the index record; return how it was verified."""
     size = path.stat().st_size
     what = f"{card.name}: {entry.filename} at {path}"
     if entry.size is not None and size != entry.size:
@@ -99,38 +200,37 @@ def _verify(card: ModelCard, entry: CardFile, path: Path, digest: str, previous:
                 f"{what} has sha256 {digest[:16]}..., its card says {entry.sha256[:16]}...; refusing it"
             )
         return "sha256"
-    if entry.sha256_prefix:
-        if not digest.startswith(entry.sha256_prefix):
-            raise ChecksumError(
-                f"{what} has sha256 {digest[:16]}..., its card says it starts with {entry.sha256_prefix}; refusing it"
-            )
-        return "prefix"
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        raise ChecksumError(
+            f"{what} has sha256 {digest[:16]}..., its card says it starts with {entry.sha256_prefix}; refusing it"
+        )
     if previous and previous.get("sha256") and previous["sha256"] != digest:
         raise ChecksumError(
-            f"{what} changed: sha256 {digest[:16]}... differs from the {previous['sha256'][:16]}... recorded at first download"
+            f"{what} changed: sha256 {digest[:16]}... differs from the {previous['sha256'][:16]}... recorded at "
+            f"first download in {index_path()}; refusing it (if the publisher changed it on purpose: "
+            f"slmtok download {card.name} --forget)"
         )
-    return "recorded"
+    return "prefix" if entry.sha256_prefix else "recorded"
 
 
-def _write_record(path: Path, digest: str, verified: str, source: str) -> dict[str, Any]:
-    stat = path.stat()
+def _record(
+    card: ModelCard, entry: CardFile, path: Path, digest: str, verified: str, source: str, revision: str
+) -> dict[str, Any]:
     record = {
+        "card": card.name,
+        "filename": entry.filename,
+        "url": entry.location,
+        "revision": revision,
         "sha256": digest,
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
         "verified": verified,
         "source": source,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **_stat_key(os.stat(path)),
     }
-    with atomic_path(_record_path(path)) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    key = _key(path)
+    if key is not None:
+        _update_index(key, record)
     return record
-
-
-def _stale_record(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(_record_path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _offline_error(card: ModelCard, entry: CardFile, target: Path, why: str) -> OfflineError:
@@ -157,71 +257,115 @@ def fetch(
 
     Raises:
         OfflineError: the file is missing and cannot be downloaded (message: file, URL, where to put it).
-        ChecksumError: the file's size or sha256 does not match its card (or its first-download record).
+        ChecksumError: the file's size or sha256 does not match its card (or the index's record).
+        CacheError: a link or other non-regular file sits at the file's place in the cache.
         DownloadError: the server refused the download.
     """
     card = get_card(name)
     entry = card.file(role)
     target = cache_path(card, role)
-    if is_offline(offline) and not target.is_file():
+    if is_offline(offline) and _regular(target) is None:
         raise _offline_error(card, entry, target, "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set")
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target):
-        if target.is_file():
+        previous = index_record(target)
+        if _regular(target) is not None:
             record = read_record(target)
-            if record is None:  # put there by hand, or changed since: hash it again
-                digest = sha256_file(target)
-                previous = _stale_record(target)
-                verified = _verify(card, entry, target, digest, previous)
-                record = _write_record(target, digest, verified, "found in cache")
-                _warn_if_recorded(card, entry, target, record, first=previous is None)
-            else:
+            if record is not None:  # unchanged since it was checked: check the card still agrees
                 _verify(card, entry, target, record["sha256"], record)
+                return target
+            digest = sha256_file(target)  # put there by hand, or changed since: hash it again
+            verified = _verify(card, entry, target, digest, previous)
+            source = (previous or {}).get("source") or "found in cache"
+            revision = (previous or {}).get("revision") or entry.revision
+            record = _record(card, entry, target, digest, verified, source, revision)
+            _warn_if_recorded(card, entry, target, record, first=previous is None)
             return target
         if is_offline(offline):
             raise _offline_error(card, entry, target, "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set")
+        revision = entry.revision
         if entry.url:
             _download_url(card, entry, target, progress)
         else:
-            _download_hf(card, entry, target)
+            revision = _download_hf(
+                card, entry, target, entry.revision or (previous or {}).get("revision", "")
+            )
         digest = sha256_file(target)
         try:
-            verified = _verify(card, entry, target, digest, None)
+            verified = _verify(card, entry, target, digest, previous)
         except ChecksumError:
             target.unlink(missing_ok=True)
             raise
-        record = _write_record(target, digest, verified, entry.location)
-        _warn_if_recorded(card, entry, target, record, first=True)
+        record = _record(card, entry, target, digest, verified, entry.location, revision)
+        _warn_if_recorded(card, entry, target, record, first=previous is None)
         return target
 
 
 def _warn_if_recorded(card: ModelCard, entry: CardFile, target: Path, record: dict, *, first: bool) -> None:
-    if record["verified"] == "recorded" and first:
+    if record["verified"] != "sha256" and first:
         warnings.warn(
             f"{card.name}: {entry.filename} has no published sha256; recorded sha256 {record['sha256']} "
-            f"at first download ({target})",
+            f"at first download ({target}) in {index_path()}",
             RecordedChecksumWarning,
             stacklevel=3,
         )
 
 
+# ------------------------------------------------------------------------------------------ files
+def _open_new(path: Path) -> int:
+    """Create ``path`` afresh (``O_EXCL | O_NOFOLLOW``): whatever was there (a link) is removed first."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+    except OSError as error:
+        raise CacheError(f"cannot create {path}: {error.strerror}") from None
+
+
+def _open_part(part: Path) -> tuple[int, int]:
+    """Open ``<file>.part`` for appending without following links: ``(fd, bytes already there)``. A link,
+    a hard link (more than one name) or anything not a regular file is removed and a new file created."""
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC)
+    except FileNotFoundError:
+        return _open_new(part), 0
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise CacheError(f"cannot open {part}: {error.strerror}") from None
+        if os.path.isdir(part) and not os.path.islink(part):
+            raise CacheError(f"{part} is a folder; remove it and fetch again") from None
+        return _open_new(part), 0
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        return _open_new(part), 0
+    return fd, st.st_size
+
+
 class _lock:  # noqa: N801 - a context manager that reads like a function
-    """An exclusive ``flock`` on ``<file>.lock`` so two processes never write the same download."""
+    """An exclusive ``flock`` on ``.<file>.lock`` so two processes never write the same download. The
+    lock file is opened without following links (one planted there is replaced)."""
 
     def __init__(self, target: Path) -> None:
         self.path = target.with_name(f".{target.name}.lock")
 
     def __enter__(self) -> None:
-        self.handle = open(self.path, "a+b")  # noqa: SIM115 - closed in __exit__
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o666)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise CacheError(f"cannot create {self.path}: {error.strerror}") from None
+            os.close(_open_new(self.path))
+            self.fd = os.open(self.path, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
         try:
             import fcntl
 
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
         except (ImportError, OSError):  # no flock here (e.g. Windows): go on unlocked
             pass
 
     def __exit__(self, *exc: object) -> None:
-        self.handle.close()
+        os.close(self.fd)
 
 
 def _download_url(card: ModelCard, entry: CardFile, target: Path, progress: Progress | None) -> None:
@@ -231,42 +375,46 @@ def _download_url(card: ModelCard, entry: CardFile, target: Path, progress: Prog
     import urllib.request
 
     part = target.with_name(target.name + ".part")
-    start = part.stat().st_size if part.is_file() else 0
-    headers = {"User-Agent": "slmtok"}
-    if start and not entry.url.startswith("file://"):
-        headers["Range"] = f"bytes={start}-"
-    request = urllib.request.Request(entry.url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - card URLs are https/http/file
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and start:  # the part file is already whole
-            os.replace(part, target)
-            return
-        raise DownloadError(
-            f"{card.name}: downloading {entry.url} failed: HTTP {error.code} {error.reason}"
-        ) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        if entry.url.startswith("file://"):
-            raise DownloadError(f"{card.name}: cannot read {entry.url}: {reason}") from None
-        raise _offline_error(card, entry, target, f"no network: {reason}") from None
-    with response:
-        status = getattr(response, "status", None) or 200
-        resumed = bool(start) and status == 206
-        length = response.headers.get("Content-Length")
-        total = (int(length) + (start if resumed else 0)) if length else None
-        done = start if resumed else 0
+    fd, start = _open_part(part)
+    with os.fdopen(fd, "ab") as out:
+        headers = {"User-Agent": "slmtok"}
+        if start and not entry.url.startswith("file://"):
+            headers["Range"] = f"bytes={start}-"
+        request = urllib.request.Request(entry.url, headers=headers)
         try:
-            with open(part, "ab" if resumed else "wb") as out:
+            response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - card URLs are https/http/file
+        except urllib.error.HTTPError as error:
+            if error.code == 416 and start:  # the part file is already whole
+                out.close()
+                os.replace(part, target)
+                return
+            raise DownloadError(
+                f"{card.name}: downloading {entry.url} failed: HTTP {error.code} {error.reason}"
+            ) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            if entry.url.startswith("file://"):
+                raise DownloadError(f"{card.name}: cannot read {entry.url}: {reason}") from None
+            raise _offline_error(card, entry, target, f"no network: {reason}") from None
+        with response:
+            status = getattr(response, "status", None) or 200
+            resumed = bool(start) and status == 206
+            if not resumed:
+                out.truncate(0)  # O_APPEND: writes go to the (new) end
+            length = response.headers.get("Content-Length")
+            total = (int(length) + (start if resumed else 0)) if length else None
+            done = start if resumed else 0
+            try:
                 while block := response.read(CHUNK):
                     out.write(block)
                     done += len(block)
                     if progress is not None:
                         progress(done, total)
-        except (OSError, http.client.HTTPException) as error:  # connection lost: keep the part file
-            raise DownloadError(
-                f"{card.name}: download of {entry.url} interrupted after {done} bytes ({error}); run again to resume"
-            ) from None
+            except (OSError, http.client.HTTPException) as error:  # connection lost: keep the part file
+                raise DownloadError(
+                    f"{card.name}: download of {entry.url} interrupted after {done} bytes ({error}); "
+                    "run again to resume"
+                ) from None
     if total is not None and done < total:
         raise DownloadError(
             f"{card.name}: download of {entry.url} stopped at {done} of {total} bytes; run again to resume"
@@ -274,10 +422,11 @@ def _download_url(card: ModelCard, entry: CardFile, target: Path, progress: Prog
     os.replace(part, target)
 
 
-def _download_hf(card: ModelCard, entry: CardFile, target: Path) -> None:
-    """Download with ``huggingface_hub`` into a staging folder beside ``target``, then move it there."""
+def _download_hf(card: ModelCard, entry: CardFile, target: Path, revision: str) -> str:
+    """Download with ``huggingface_hub`` at ``revision`` (or the commit ``main`` points to now, resolved
+    first) into a fresh staging folder beside ``target``, then move it there. Returns the commit."""
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub
         from huggingface_hub.errors import (
             EntryNotFoundError,
             LocalEntryNotFoundError,
@@ -286,38 +435,51 @@ def _download_hf(card: ModelCard, entry: CardFile, target: Path) -> None:
         )
     except ImportError:  # pragma: no cover - a declared dependency
         raise DownloadError("huggingface_hub is needed to download from the Hugging Face hub") from None
-    staging = target.parent / ".hf"
+    staging = Path(tempfile.mkdtemp(prefix=".hf-", dir=target.parent))  # new, private: nothing planted
     try:
-        path = hf_hub_download(
-            repo_id=entry.hf_repo,
-            filename=entry.hf_filename,
-            revision=entry.revision or None,
-            local_dir=staging,
+        if not revision:
+            url = huggingface_hub.hf_hub_url(entry.hf_repo, entry.hf_filename, revision="main")
+            revision = huggingface_hub.get_hf_file_metadata(url).commit_hash or ""
+            if not revision:
+                raise DownloadError(f"{card.name}: the hub gave no commit for {entry.location}")
+        path = huggingface_hub.hf_hub_download(
+            repo_id=entry.hf_repo, filename=entry.hf_filename, revision=revision, local_dir=staging
         )
-    except LocalEntryNotFoundError:  # the hub could not be reached and nothing is cached
+        _regular(Path(path))
+        os.replace(path, target)
+    except (LocalEntryNotFoundError, OfflineError):  # the hub could not be reached and nothing is cached
         raise _offline_error(card, entry, target, "Hugging Face hub unreachable") from None
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DownloadError(f"{card.name}: {entry.location}: {first}") from None
+    except (DownloadError, CacheError):
+        raise
     except Exception as error:  # noqa: BLE001 - connection errors come in many types
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise _offline_error(card, entry, target, f"Hugging Face hub unreachable: {first}") from None
-    shutil.move(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return revision
 
 
 def fetch_info(name: str | os.PathLike | ModelCard, role: str = "weights") -> dict[str, Any]:
-    """What the cache holds for a card's file: path, whether cached, sha256 and how it was verified."""
+    """What the cache holds for a card's file: path, whether cached, sha256, revision, how it was verified."""
     card = get_card(name)
     entry = card.file(role)
     path = cache_path(card, role)
-    record = read_record(path) if path.is_file() else None
+    try:
+        cached = _regular(path) is not None
+    except CacheError:
+        cached = False
+    record = (index_record(path) or {}) if cached else {}
     return {
         "card": card.name,
         "role": role,
         "filename": entry.filename,
         "url": entry.location,
         "path": str(path),
-        "cached": path.is_file(),
-        "sha256": (record or {}).get("sha256") or entry.sha256,
-        "verified": (record or {}).get("verified", ""),
+        "cached": cached,
+        "sha256": record.get("sha256") or entry.sha256,
+        "revision": record.get("revision") or entry.revision,
+        "verified": record.get("verified", ""),
     }

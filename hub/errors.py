@@ -21,8 +21,16 @@ class DownloadError(HubError, OSError):
     """A file that could not be downloaded."""
 
 
+class CacheError(HubError, OSError):
+    """A cache entry that is not a plain file (a symlink or hard link planted there), or an unreadable index."""
+
+
 class OfflineError(DownloadError):
     """A file that is not in the cache while downloads are off (``SLMTOK_OFFLINE=1``) or the network is down."""
+
+
+class CheckpointError(HubError, ValueError):
+    """A file that is not a readable torch checkpoint (truncated, another format)."""
 
 
 class UntrustedCheckpointError(HubError, ValueError):

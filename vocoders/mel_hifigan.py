@@ -1,7 +1,7 @@
 """``hifigan``: mel-spectrogram HiFi-GAN (V1/V2/V3 of Kong et al., 2020) and its mel front end.
 
 Official checkpoints (jik876/hifi-gan ``generator_v1`` etc.) are ``{"generator": state_dict}`` beside a
-``config.json``; they load unchanged (``torch.load(weights_only=True)``). ``MelSpectrogram`` computes the
+``config.json``; they load unchanged (``slmtok.hub.safe_load``: torch's restricted unpickler). ``MelSpectrogram`` computes the
 features those models were trained on: Slaney-normalised mel filterbank (as ``librosa.filters.mel``),
 reflect padding of ``(n_fft - hop) / 2``, magnitude STFT, ``log(clamp(x, 1e-5))``.
 """

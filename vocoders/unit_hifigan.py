@@ -4,8 +4,8 @@ Discrete units -> embedding (``dict``) -> HiFi-GAN generator, optionally with a 
 style (``style``) embedding concatenated to every frame, and a duration predictor (``dur_predictor``)
 that re-inflates deduplicated units. Official checkpoints are a ``g_XXXXXXXX`` (or ``generator.pt``)
 file holding ``{"generator": state_dict}`` beside a ``config.json``; both load here unchanged, through
-``torch.load(weights_only=True)``. slmtok's own trained vocoders are ``generator.safetensors`` +
-``config.json`` with the same keys.
+``slmtok.hub.safe_load`` (torch's restricted unpickler, no code run). slmtok's own trained vocoders are
+``generator.safetensors`` + ``config.json`` with the same keys.
 
 Unit ``u`` of a k-means with K clusters is embedding row ``u`` (no offset), so a vocoder fits a k-means
 exactly when ``num_embeddings == K``.
@@ -206,10 +206,13 @@ def read_generator_state(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    from slmtok.hub.errors import CheckpointError
+    from slmtok.hub.safe_load import load_torch_checkpoint
+
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - one line for a file that is not a plain tensor checkpoint
-        raise SlmtokError(f"cannot read unit vocoder weights {path}: {str(error).splitlines()[0]}") from None
+        data = load_torch_checkpoint(path)
+    except CheckpointError as error:
+        raise SlmtokError(f"cannot read unit vocoder weights {path}: {error}") from None
     state = data.get("generator", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SlmtokError(f"{path} holds no generator state dict")
