@@ -217,6 +217,58 @@ def test_interrupted_run_resumes_from_its_journal(bench_dir, corpus, tmp_path, m
     assert _aggregate(summary, "mfcc-km")["stoi"]["n"] == 2
 
 
+def test_torn_journal_survives_a_second_kill(bench_dir, corpus, tmp_path, monkeypatch):
+    """A run killed mid-row leaves a torn last journal line; the rerun is itself interrupted after one
+    new row. The third run must still read every journalled row once: no row lost, none twice
+    (reference: the uninterrupted run's rows in ``bench_dir``)."""
+    rows = res.read_jsonl(bench_dir / res.ROWS)
+    keep = [r for r in rows if r["tokenizer"] != "mfcc-km"]
+    (tmp_path / JOURNAL).write_text("".join(res.dumps_row(r) + "\n" for r in keep) + '{"key": "torn')
+    original, calls = Scorer.score, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", interrupted)
+    specs = parse_specs(["mulaw-8bit", MEL_RVQ, "mfcc-km"], slmtok.list_tokenizers())
+    with pytest.raises(KeyboardInterrupt):
+        Bench(corpus, tmp_path, ScoreSettings(groups=METRICS), examples=0).run(specs)
+    lines = (tmp_path / JOURNAL).read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == [r["key"] for r in keep] + [
+        r["key"] for r in rows if r["tokenizer"] == "mfcc-km"
+    ][:1]
+    monkeypatch.setattr(Scorer, "score", original)
+    Bench(corpus, tmp_path, ScoreSettings(groups=METRICS), examples=0).run(specs)
+    again = res.read_jsonl(tmp_path / res.ROWS)
+    assert sorted(r["key"] for r in again) == sorted(r["key"] for r in rows)
+
+
+def test_bench_folder_is_locked_and_orphans_are_removed(corpus, tmp_path):
+    """A second bench into a folder another process holds is refused with one line; temporary files of
+    a dead writer (here under examples/) are removed by the next run."""
+    from slmtok.atomic import temp_name
+    from slmtok.runlock import RunLock, RunLockedError
+
+    specs = parse_specs(["mulaw-8bit"], slmtok.list_tokenizers())
+    with RunLock(tmp_path, "bench"), pytest.raises(RunLockedError, match="another bench run"):
+        Bench(corpus, tmp_path, ScoreSettings(groups=("si_sdr",)), examples=0).run(specs)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "examples" / "real_a16k").mkdir(parents=True)
+    orphan = (
+        tmp_path
+        / "examples"
+        / "real_a16k"
+        / temp_name("x.ogg").replace(f"-{__import__('os').getpid()}.", f"-{dead.pid}.")
+    )
+    orphan.write_bytes(b"half an ogg")
+    Bench(corpus, tmp_path, ScoreSettings(groups=("si_sdr",)), examples=0).run(specs)
+    assert not orphan.exists() and len(res.read_jsonl(tmp_path / res.ROWS)) == 4
+
+
 def test_leaderboard_renders_markdown_and_a_self_contained_page(bench_dir, tmp_path):
     md, page = write_site(bench_dir, tmp_path / "site", title="test board")
     text = md.read_text()

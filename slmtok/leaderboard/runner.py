@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from slmtok.atomic import atomic_path, open_append, remove_orphans
 from slmtok.leaderboard.corpus import CorpusItem, corpus_fingerprint
 from slmtok.leaderboard.results import (
     ORIGINAL,
@@ -40,6 +41,7 @@ from slmtok.leaderboard.scoring import Scorer, ScoreSettings
 from slmtok.metrics import rates
 from slmtok.metrics.cost import PeakMemory, Timer, count_parameters, device_name
 from slmtok.metrics.signal import resample_to
+from slmtok.runlock import RunLock
 
 JOURNAL = "rows.partial.jsonl"
 AUDIO_CACHE = 64  # files
@@ -148,14 +150,33 @@ class Bench:
 
     # ---------------------------------------------------------------------------------------- run
     def run(self, specs: list[TokenizerSpec]) -> dict[str, Any]:
-        """Bench every spec; write ``rows.jsonl`` and ``results.json``; return the summary."""
+        """Bench every spec; write ``rows.jsonl`` and ``results.json``; return the summary.
+
+        One run at a time per folder (a second is refused while the first holds its lock); temporary
+        files of a killed run are removed and its journalled rows reused, each exactly once."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.out, "bench"):
+            remove_orphans(self.out, recursive=True)
+            return self._run(specs)
+
+    def _open_journal(self) -> tuple[dict[str, dict[str, Any]], Any]:
+        """Rows already finished (``rows.jsonl`` and the journal of a killed run) by key, and the journal
+        opened for appending. A last line torn by a kill is cut off first: appended rows would otherwise
+        glue onto it and be lost. A symlink at the journal's path is refused, not followed."""
+        path = self.out / JOURNAL
+        journal_rows = read_jsonl(path)
+        if path.exists() and not path.is_symlink():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                with atomic_path(path) as tmp:
+                    tmp.write_text("".join(dumps_row(r) + "\n" for r in journal_rows), encoding="utf-8")
+        done = {r["key"]: r for r in read_jsonl(self.out / ROWS) + journal_rows if "key" in r}
+        return done, open_append(path)
+
+    def _run(self, specs: list[TokenizerSpec]) -> dict[str, Any]:
         import slmtok
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        done = {
-            r["key"]: r for r in read_jsonl(self.out / ROWS) + read_jsonl(self.out / JOURNAL) if "key" in r
-        }
-        journal = (self.out / JOURNAL).open("a", encoding="utf-8")
+        done, journal = self._open_journal()
         scorer = Scorer(self.settings, self.device)
         for group, status in scorer.status.items():
             self.progress(f"metric back-end {group}: " + ("ok" if status.available else status.reason))
