@@ -180,7 +180,7 @@ def forget(name: str | os.PathLike | ModelCard, role: str = "weights") -> bool:
     had = index_record(target) is not None
     if key is not None:
         _update_index(key, None)
-    if _regular(target) is not None:
+    if os.path.lexists(target):  # a file, or a link planted there (the link goes, never its target)
         target.unlink()
     return had
 

@@ -57,14 +57,6 @@ def card_row(name: str, description: str = "") -> dict[str, Any] | None:
         "weights_sha256": weights["sha256"],
         "weights_role": role,
         "weights_sha256_prefix": card.file(role).sha256_prefix,
-        "weights_verification": _verification(card.file(role).sha256, card.file(role).sha256_prefix),
+        "weights_verification": card.file(role).provenance,
         "weights_cached": weights["cached"],
     }
-
-
-def _verification(sha256: str, prefix: str) -> str:
-    if sha256:
-        return "sha256 published on the card, checked on download"
-    if prefix:
-        return f"the publisher gives the sha256 prefix {prefix} (in the file name); full digest recorded at first download"
-    return "no sha256 published; digest recorded at first download and checked after"

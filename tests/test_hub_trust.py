@@ -286,3 +286,42 @@ def test_legacy_and_zip_checkpoints_share_one_policy(tmp_path, legacy):
     with pytest.raises((hub.CheckpointError, hub.UntrustedCheckpointError)) as error:
         hub.load_torch_checkpoint(cut)
     assert "\n" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------ one source
+def test_published_bundles_come_from_their_cards():
+    """Each published semantic bundle is its card: K is the card's codebook_size, its unit vocoder card
+    has K units at the same rates; ``published.py`` holds no bundle facts of its own."""
+    import inspect
+
+    from slmtok.tokenizers.semantic import published
+
+    names = [n for n in hub.list_cards() if hub.get_card(n).family == "semantic"]
+    assert sorted(published.BUNDLES) == sorted(names)
+    for name, spec in published.BUNDLES.items():
+        card = hub.get_card(name)
+        assert (spec.k, spec.layer, spec.features) == (
+            card.codebook_size,
+            card.extra["layer"],
+            card.extra["features"],
+        )
+        assert spec.license == card.license and spec.source == card.source
+        if spec.vocoder_card:
+            vocoder = hub.get_card(spec.vocoder_card)
+            assert vocoder.family == "vocoder" and vocoder.codebook_size == spec.k
+            assert (vocoder.sample_rate, vocoder.frame_rate) == (card.sample_rate, card.frame_rate)
+    source = inspect.getsource(published)
+    assert not any(name in source for name in names)
+
+
+def test_cli_forget_drops_the_record(tmp_path, home, source, capsys):
+    from slmtok.cli.main import main as cli
+
+    card = write_card(tmp_path, "t-cli-forget", [{"filename": "w.bin", "url": source.as_uri()}])
+    with pytest.warns(RecordedChecksumWarning):
+        assert cli(["download", str(card)]) == 0
+    assert "hub/t-cli-forget/w.bin" in json.loads(index_path().read_text())
+    assert cli(["download", str(card), "--forget"]) == 0
+    assert "record dropped" in capsys.readouterr().out
+    assert "hub/t-cli-forget/w.bin" not in json.loads(index_path().read_text())
+    assert not hub.cache_path(card).exists()

@@ -25,6 +25,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--list", action="store_true", help="list the cards and what the cache holds, then exit")
     p.add_argument("--offline", action="store_true", help="do not use the network: check the cache only")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--forget",
+        action="store_true",
+        help="drop the cached file(s) and what their first download recorded (revision, sha256) from the "
+        "cache index, e.g. to accept a file its publisher changed on purpose; downloads nothing",
+    )
     p.set_defaults(run=run_download)
 
 
@@ -69,6 +75,15 @@ def run_download(args: argparse.Namespace) -> int:
         return 2
     from slmtok import hub
 
+    if args.forget:
+        for name in args.names:
+            card = hub.get_card(name)
+            for role in args.role or [f.role for f in card.files]:
+                had = hub.forget(card, role)
+                print(
+                    f"{card.name} {role}: {'record dropped' if had else 'no record'}; file removed from the cache"
+                )
+        return 0
     report = []
     bar = _progress_bar()
     for name in args.names:
@@ -99,4 +114,6 @@ def run_download(args: argparse.Namespace) -> int:
     for r in report:
         print(f"{r['card']} {r['role']}: {r['path']}")
         print(f"  sha256 {r['sha256']} ({how.get(r['verified'], r['verified'])})")
+        if r.get("revision"):
+            print(f"  revision {r['revision']}")
     return 0

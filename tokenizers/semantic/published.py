@@ -1,8 +1,18 @@
-"""The published semantic bundles: which features, layer, k-means card and unit vocoder card each uses."""
+"""The published semantic bundles, read from their hub cards (the one place these facts live).
+
+A card of family ``semantic`` in ``hub/cards/semantic/`` names a bundle: ``features`` (a FEATURES
+registry name), ``layer``, ``codebook_size`` (K), its ``kmeans`` file, the unit vocoder card (``vocoder``,
+optional), ``license``, ``source`` and ``description``. ``BUNDLES`` maps each name to a ``BundleSpec``
+built from its card; nothing about a published bundle is written down twice.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from slmtok.hub.cards import BUILTIN_DIR, ModelCard, load_card
+from slmtok.hub.errors import CardError
 
 
 @dataclass(frozen=True)
@@ -20,26 +30,35 @@ class BundleSpec:
     description: str
 
 
-GSLM = "https://github.com/facebookresearch/fairseq/tree/main/examples/textless_nlp/gslm"
-_NO_VOCODER = "no unit vocoder was published (GSLM used Tacotron 2 + WaveGlow)"
-
-BUNDLES: dict[str, BundleSpec] = {
-    spec.name: spec
-    for spec in (
-        BundleSpec("hubert-base-l6-km50", "hubert-base", 6, 50, "hubert-base-l6-km50", None, "MIT", GSLM,
-                   f"HuBERT Base layer 6, 50 k-means units (GSLM); {_NO_VOCODER}"),
-        BundleSpec("hubert-base-l6-km100", "hubert-base", 6, 100, "hubert-base-l6-km100",
-                   "hifigan-unit-hubert-base-l6-km100-lj", "MIT", GSLM,
-                   "HuBERT Base layer 6, 100 k-means units (GSLM), unit HiFi-GAN trained on LJSpeech"),
-        BundleSpec("hubert-base-l6-km200", "hubert-base", 6, 200, "hubert-base-l6-km200", None, "MIT", GSLM,
-                   f"HuBERT Base layer 6, 200 k-means units (GSLM); {_NO_VOCODER}"),
-        BundleSpec("hubert-base-l9-km500", "hubert-base", 9, 500, "hubert-base-l9-km500",
-                   "hifigan-unit-hubert-base-l9-km500-expresso", "MIT (units); vocoder: see its card",
-                   "https://github.com/facebookresearch/fairseq/tree/main/examples/hubert",
-                   "HuBERT Base layer 9, 500 k-means units, multi-speaker Expresso unit HiFi-GAN"),
-        BundleSpec("mhubert-base-l11-km1000", "mhubert-base", 11, 1000, "mhubert-base-l11-km1000",
-                   "hifigan-unit-mhubert-base-l11-km1000-lj", "MIT",
-                   "https://github.com/facebookresearch/fairseq/blob/main/examples/speech_to_speech/docs/textless_s2st_real_data.md",
-                   "mHuBERT Base layer 11, 1000 k-means units (textless S2ST), unit HiFi-GAN on LJSpeech"),
+def spec_from_card(card: ModelCard) -> BundleSpec:
+    """The bundle a ``semantic`` card describes; ``CardError`` names a missing or mistyped field."""
+    extra = card.extra
+    features, layer, vocoder = extra.get("features"), extra.get("layer"), extra.get("vocoder")
+    if not isinstance(features, str) or not isinstance(layer, int) or isinstance(layer, bool):
+        raise CardError(
+            f"{card.path or card.name}: a semantic bundle card needs features (str) and layer (int)"
+        )
+    if vocoder is not None and not isinstance(vocoder, str):
+        raise CardError(f"{card.path or card.name}: vocoder must be a card name")
+    if not card.codebook_size:
+        raise CardError(f"{card.path or card.name}: a semantic bundle card needs codebook_size (K)")
+    card.file("kmeans")
+    return BundleSpec(
+        name=card.name,
+        features=features,
+        layer=layer,
+        k=card.codebook_size,
+        kmeans_card=card.name,
+        vocoder_card=vocoder,
+        license=card.license,
+        source=card.source,
+        description=str(extra.get("description") or card.title),
     )
-}  # fmt: skip
+
+
+def _builtin_bundles() -> dict[str, BundleSpec]:
+    folder = Path(BUILTIN_DIR) / "semantic"
+    return {spec.name: spec for spec in (spec_from_card(load_card(p)) for p in sorted(folder.glob("*.toml")))}
+
+
+BUNDLES: dict[str, BundleSpec] = _builtin_bundles()
