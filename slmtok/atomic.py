@@ -169,3 +169,12 @@ def open_append(path: str | os.PathLike):
             raise OutputError(f"refusing to write through a symlink: {path}") from None
         raise OutputError(f"cannot write {path}: {error.strerror}") from None
     return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def remove_orphans_of(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove the temporary files dead writers left for these target files (e.g. the planned outputs of
+    a command about to run again); returns the removed paths."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    return [p for folder, names in by_folder.items() for p in remove_orphans(folder, names)]
