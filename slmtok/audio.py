@@ -262,8 +262,10 @@ def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) ->
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as file:
             file.write(encoded.getbuffer())
-    except OutputError:
-        raise
+    except OutputError as error:  # from atomic_path, which may name only the folder
+        if str(path) in str(error):
+            raise
+        raise OutputError(f"cannot write {path} ({error})") from None
     except (OSError, UnicodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else None
         if isinstance(error, UnicodeError):

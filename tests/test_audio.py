@@ -136,3 +136,62 @@ def test_write_audio_is_atomic(tmp_path):
     with pytest.raises(AudioError, match="use .wav"):
         write_audio(tmp_path / "x.mp4", torch.zeros(1, 800), 16000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wav"]
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg"])
+def test_write_audio_formats_read_back(tmp_path, fmt):
+    """Encoded in memory, then written: soundfile (libsndfile) reads back the rate, length and samples."""
+    t = torch.arange(16000) / 16000
+    wav = 0.5 * torch.sin(2 * torch.pi * 440 * t)[None]
+    out = write_audio(tmp_path / f"x.{fmt}", wav, 16000)
+    data, rate = sf.read(str(out), dtype="float32")
+    assert rate == 16000 and data.shape == (16000,)
+    if fmt != "ogg":  # 16-bit PCM: within one quantisation step
+        assert np.abs(data - wav[0].numpy()).max() <= 1 / 32768 + 1e-6
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"x.{fmt}"]
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("a" * 300 + ".wav", "File name too long"),  # over the 255-byte NAME_MAX of ext4 and most others
+        ("spk\ud800.wav", "cannot be encoded"),  # a lone surrogate: no bytes in the filesystem encoding
+    ],
+)
+def test_write_audio_refused_name_is_one_output_error_naming_the_file(tmp_path, name, reason):
+    """Real refusals by the operating system (no monkeypatching): one ``OutputError`` line naming the
+    file, and no file or temporary file left."""
+    target = tmp_path / name
+    with pytest.raises(OutputError) as caught:
+        write_audio(target, torch.zeros(1, 800), 16000)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert str(target) in message and reason in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_audio_file_too_large_is_one_output_error(tmp_path):
+    """``RLIMIT_FSIZE`` in a child process (SIGXFSZ ignored) makes the kernel refuse the write with EFBIG,
+    as a full disk or quota would with ENOSPC/EDQUOT; soundfile writing the file itself reported a bare
+    ``LibsndfileError`` with no message."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, signal, sys, torch\n"
+        "from slmtok.audio import write_audio\n"
+        "from slmtok.errors import OutputError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))\n"
+        "try:\n"
+        "    write_audio(sys.argv[1], torch.zeros(1, 16000), 16000)\n"
+        "except OutputError as error:\n"
+        "    print(error)\n"
+    )
+    target = tmp_path / "x.wav"
+    done = subprocess.run(  # run in tmp_path: the checkout's folder must not shadow the installed slmtok
+        [sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"cannot write {target}: File too large"
+    assert list(tmp_path.iterdir()) == []
