@@ -68,3 +68,27 @@ VARIANTS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mel-rvq[k=3]": lambda tmp: {"n_codebooks": 3},
     "semantic-bundle[dedup]": _semantic_standin("semantic-bundle", dedup=True),
 }
+
+#: input lengths (samples at the tokenizer's own rate) every tokenizer must encode and decode
+SHORT_LENGTHS = (1, 160, 400, 800)
+
+
+def check_decodes_short_input(tok: Any, signal: Any, n_samples: int) -> None:
+    """Encode the first ``n_samples`` of ``signal`` (mono, at ``tok.card.sample_rate``) and decode them.
+
+    The reference is the input itself: the audio must come back as one finite, non-empty item of the
+    card's rate and channels, no longer than the input plus 0.1 s (a frame, a window and the padding a
+    codec rounds up to), with zeros past its length.
+    """
+    import torch
+
+    x = signal[..., :n_samples]
+    assert x.shape[-1] == n_samples
+    rate = tok.card.sample_rate
+    tokens = tok.encode(x, rate)
+    assert tokens.batch_size == 1 and int(tokens.lengths[0]) >= 1, f"{n_samples} samples gave no frames"
+    audio = tok.decode(tokens)
+    length = int(audio.lengths[0])
+    assert audio.sample_rate == rate and audio.wav.shape[:2] == (1, tok.card.channels)
+    assert 1 <= length <= n_samples + 0.1 * rate, f"{n_samples} samples decoded to {length}"
+    assert audio.wav.shape[-1] == length and bool(torch.isfinite(audio.wav).all())

@@ -12,7 +12,7 @@ import slmtok
 from slmtok.errors import CodesError, TokenizerMismatchError
 from slmtok.types import PAD_CODE, TokenizerRef
 
-from .conformance import LOAD_OPTIONS, VARIANTS
+from .conformance import LOAD_OPTIONS, SHORT_LENGTHS, VARIANTS, check_decodes_short_input
 from .conftest import at_rate
 
 CASES = {**LOAD_OPTIONS, **VARIANTS}
@@ -190,3 +190,12 @@ def test_decode_refuses_other_tokenizers(tok, speech_16k):
     )
     with pytest.raises(TokenizerMismatchError, match="weights"):
         tok.decode(wrong_hash)
+
+
+@pytest.mark.parametrize("n_samples", SHORT_LENGTHS)
+def test_decodes_what_it_encodes_down_to_one_sample(tok, speech_16k, n_samples):
+    """1 sample, 10, 25 and 50 ms at the tokenizer's own rate encode and decode (on 02c346e mel-rvq and
+    mfcc-km failed below 5 frames with a padding error). Reference: the input length
+    (``tests/conformance.check_decodes_short_input``)."""
+    signal = at_rate(speech_16k, tok.card.sample_rate)[..., 4000:]
+    check_decodes_short_input(tok, signal, n_samples)

@@ -14,6 +14,7 @@ import torch
 from slmtok.batching import pad_stack
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
+from slmtok.tokenizers.baselines.vocode import vocode
 from slmtok.tokenizers.baselines.weights import default_weights, load_weights
 from slmtok.tokenizers.features.mel import LogMel, MelConfig
 from slmtok.types import PAD_CODE, TokenizerCard
@@ -84,7 +85,13 @@ class MelRVQTokenizer(Tokenizer):
         return pad_stack(list(codes.split(frame_lengths.tolist(), dim=1)), PAD_CODE), frame_lengths, {}
 
     def _decode(self, codes, lengths, extras):
-        items = [
-            self.vocoder(self.dequantize(codes[i, :, : int(lengths[i])]))[None] for i in range(codes.shape[0])
-        ]
+        items = []
+        for i in range(codes.shape[0]):
+            n = int(lengths[i])
+            frames = (
+                self.dequantize(codes[i, :, :n])
+                if n
+                else self.codebooks.new_zeros(0, self.codebooks.shape[-1])
+            )
+            items.append(vocode(self.vocoder, frames, self.vocoder.num_samples(n) if n else 0)[None])
         return pad_stack(items), torch.tensor([x.shape[-1] for x in items])

@@ -16,6 +16,7 @@ from slmtok.batching import pad_stack
 from slmtok.dedup import deduplicate, expand
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
+from slmtok.tokenizers.baselines.vocode import vocode
 from slmtok.tokenizers.baselines.weights import default_weights, load_weights
 from slmtok.tokenizers.features.mel import MelConfig
 from slmtok.tokenizers.features.mfcc import HOP, MFCC, WINDOW
@@ -90,6 +91,6 @@ class MFCCKMeansTokenizer(Tokenizer):
             # takes the unit of MFCC frame m-1 (the first unit is repeated), within a quarter hop.
             mel = self.mel_table[torch.cat([units[:1], units])] if units.numel() else self.mel_table[:0]
             n_samples = max(units.numel() - 1, 0) * HOP + WINDOW
-            items.append(self.vocoder(mel, n_samples)[None])
+            items.append(vocode(self.vocoder, mel, n_samples)[None])
             sample_lengths.append(n_samples)
         return pad_stack(items), torch.tensor(sample_lengths)
