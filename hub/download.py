@@ -3,7 +3,8 @@
 Files go to ``$SLMTOK_HOME/hub/<card name>/<filename>``. A file is fetched from ``url`` over HTTP(S) (or
 copied from ``file://``), resuming an interrupted download from its ``.part`` file with a ``Range``
 request, or from the Hugging Face hub with ``huggingface_hub`` at the card's pinned ``revision`` (a
-commit). A download only takes its final name once its size and sha256 match the card.
+commit; for an LFS file the download must also match the sha256 the hub lists, its ETag). A download
+only takes its final name once its size and sha256 match the card.
 
 Where the card gives no sha256 (or no revision), what the first download resolved is recorded in one
 cache index, ``$SLMTOK_HOME/index.json`` (written atomically, under a lock): card, URL, the Hugging Face
@@ -437,22 +438,28 @@ def _download_hf(card: ModelCard, entry: CardFile, target: Path, revision: str) 
         raise DownloadError("huggingface_hub is needed to download from the Hugging Face hub") from None
     staging = Path(tempfile.mkdtemp(prefix=".hf-", dir=target.parent))  # new, private: nothing planted
     try:
+        url = huggingface_hub.hf_hub_url(entry.hf_repo, entry.hf_filename, revision=revision or "main")
+        meta = huggingface_hub.get_hf_file_metadata(url)
+        revision = revision or meta.commit_hash or ""
         if not revision:
-            url = huggingface_hub.hf_hub_url(entry.hf_repo, entry.hf_filename, revision="main")
-            revision = huggingface_hub.get_hf_file_metadata(url).commit_hash or ""
-            if not revision:
-                raise DownloadError(f"{card.name}: the hub gave no commit for {entry.location}")
+            raise DownloadError(f"{card.name}: the hub gave no commit for {entry.location}")
         path = huggingface_hub.hf_hub_download(
             repo_id=entry.hf_repo, filename=entry.hf_filename, revision=revision, local_dir=staging
         )
         _regular(Path(path))
+        lfs = _lfs_sha256(meta)
+        if lfs and sha256_file(path) != lfs:
+            raise ChecksumError(
+                f"{card.name}: {entry.location} at {revision[:12]} does not match the sha256 the hub lists for "
+                f"it ({lfs[:16]}...); refusing it"
+            )
         os.replace(path, target)
     except (LocalEntryNotFoundError, OfflineError):  # the hub could not be reached and nothing is cached
         raise _offline_error(card, entry, target, "Hugging Face hub unreachable") from None
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DownloadError(f"{card.name}: {entry.location}: {first}") from None
-    except (DownloadError, CacheError):
+    except (DownloadError, CacheError, ChecksumError):
         raise
     except Exception as error:  # noqa: BLE001 - connection errors come in many types
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -460,6 +467,12 @@ def _download_hf(card: ModelCard, entry: CardFile, target: Path, revision: str) 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return revision
+
+
+def _lfs_sha256(meta: Any) -> str:
+    """The sha256 the hub lists for an LFS file (its ETag is the LFS object id), or ``""``."""
+    etag = str(getattr(meta, "etag", "") or "").removeprefix("W/").strip('"').lower()
+    return etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else ""
 
 
 def fetch_info(name: str | os.PathLike | ModelCard, role: str = "weights") -> dict[str, Any]:

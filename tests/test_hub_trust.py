@@ -140,18 +140,19 @@ class _FakeHub:
     """Stands in for ``huggingface_hub``'s network calls: resolves ``main`` to a commit and serves bytes
     per revision, recording which revision each download asked for."""
 
-    def __init__(self, monkeypatch, files: dict[str, bytes], head: str) -> None:
+    def __init__(self, monkeypatch, files: dict[str, bytes], head: str, etag: str = '"0123abc"') -> None:
         import huggingface_hub
 
-        self.files, self.head, self.asked = files, head, []
+        self.files, self.head, self.asked, self.etag = files, head, [], etag
         monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", self.metadata)
         monkeypatch.setattr(huggingface_hub, "hf_hub_download", self.download)
 
     def metadata(self, url, **kwargs):
         from types import SimpleNamespace
 
-        assert "/resolve/main/" in url
-        return SimpleNamespace(commit_hash=self.head, etag="x", size=None, location=url)
+        revision = url.split("/resolve/")[1].split("/")[0]
+        commit = self.head if revision == "main" else revision
+        return SimpleNamespace(commit_hash=commit, etag=self.etag, size=None, location=url)
 
     def download(self, repo_id, filename, revision=None, local_dir=None, **kwargs):
         self.asked.append(revision)
@@ -325,3 +326,20 @@ def test_cli_forget_drops_the_record(tmp_path, home, source, capsys):
     assert "record dropped" in capsys.readouterr().out
     assert "hub/t-cli-forget/w.bin" not in json.loads(index_path().read_text())
     assert not hub.cache_path(card).exists()
+
+
+def test_download_must_match_the_sha256_the_hub_lists(tmp_path, home, monkeypatch):
+    """An LFS file's ETag is its sha256 (the LFS object id): a download that differs is refused."""
+    rev = "e" * 40
+    good = hashlib.sha256(payload(4)).hexdigest()
+    card = write_card(
+        tmp_path, "t-lfs", [{"filename": "w.bin", "hf_repo": "org/repo", "hf_filename": "w.bin"}]
+    )
+    _FakeHub(monkeypatch, {rev: payload(9)}, head=rev, etag=f'"{good}"')
+    with pytest.raises(hub.ChecksumError, match="sha256 the hub lists") as error:
+        hub.fetch(card)
+    assert "\n" not in str(error.value) and not hub.cache_path(card).exists()
+    assert not list(hub.cache_path(card).parent.glob(".hf-*"))  # the staging folder is gone
+    _FakeHub(monkeypatch, {rev: payload(4)}, head=rev, etag=f'"{good}"')
+    with pytest.warns(RecordedChecksumWarning):
+        assert hub.fetch(card).read_bytes() == payload(4)

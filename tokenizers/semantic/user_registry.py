@@ -71,6 +71,8 @@ def bundle_folder(name: str) -> Path:
 
 def register_vocoder(tokenizer: str, folder: str | os.PathLike, *, kmeans_hash: str, num_units: int) -> Path:
     """Remember ``folder`` as the unit vocoder of tokenizer ``tokenizer``."""
+    if not _NAME.match(tokenizer):
+        raise SlmtokError(f"tokenizer name {tokenizer!r} must be lowercase letters, digits and . _ + -")
     target = _home() / "vocoders"
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{tokenizer}.json"
@@ -82,10 +84,13 @@ def register_vocoder(tokenizer: str, folder: str | os.PathLike, *, kmeans_hash: 
 
 def registered_vocoder(tokenizer: str) -> dict[str, Any] | None:
     """The vocoder registered for ``tokenizer`` (``path``, ``kmeans_hash``, ``num_units``), if any."""
+    if not _NAME.match(tokenizer):
+        return None
     path = _home() / "vocoders" / f"{tokenizer}.json"
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) and isinstance(data.get("path"), str) else None
