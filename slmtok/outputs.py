@@ -64,6 +64,7 @@ def folder_outputs(items: list[InputItem], folder: Path, suffix: str) -> list[Pa
     naming the item (its manifest line where it has one).
     """
     root = folder.resolve()
+    resolved: dict[Path, Path] = {}  # output folder -> where it really is (symbolic links followed)
     paths = []
     for item in items:
         problem = id_problem(str(item.name)) if str(item.name) != "." else "empty name"
@@ -71,7 +72,7 @@ def folder_outputs(items: list[InputItem], folder: Path, suffix: str) -> list[Pa
             raise OutputError(f"{item.where}: output name {str(item.name)!r} refused ({problem})")
         path = folder / item.name.parent / (item.name.name + suffix)
         try:
-            parent = path.parent.resolve()
+            parent = resolved.get(path.parent) or resolved.setdefault(path.parent, path.parent.resolve())
         except (OSError, RuntimeError) as error:  # a symbolic-link loop
             raise OutputError(
                 f"{item.where}: output folder {path.parent} cannot be resolved ({error})"
@@ -88,7 +89,7 @@ def folder_outputs(items: list[InputItem], folder: Path, suffix: str) -> list[Pa
 def check_distinct(items: list[InputItem], paths: list[Path]) -> None:
     """Refuse two items with one output file, spelled alike or (on a case-insensitive filesystem)
     alike up to case and Unicode normalisation."""
-    folders = {existing_ancestor(p.parent).resolve() for p in paths}
+    folders = {existing_ancestor(parent).resolve() for parent in {p.parent for p in paths}}
     fold = any(case_insensitive(f) for f in folders)
     seen: dict[str, InputItem] = {}
     for item, path in zip(items, paths, strict=True):
@@ -107,6 +108,7 @@ def check_writable(items: list[InputItem], paths: list[Path]) -> None:
     """Before any work: no output is a folder, is one of the inputs, or has a name too long for its
     filesystem; every output folder exists or can be made, and is writable. Raises ``OutputError``."""
     inputs = {}
+    limits: dict[Path, int] = {}
     for item in items:
         try:
             stat = item.path.stat()
@@ -125,7 +127,7 @@ def check_writable(items: list[InputItem], paths: list[Path]) -> None:
             raise OutputError(
                 f"output {path} is the input {source.label}: writing it would destroy the input"
             )
-        limit = name_max(path.parent)
+        limit = limits.get(path.parent) or limits.setdefault(path.parent, name_max(path.parent))
         for part in path.parts:
             try:
                 size = len(os.fsencode(part))
