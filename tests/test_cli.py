@@ -587,13 +587,17 @@ def test_error_decode_codes_out_of_range(capsys, tmp_path, good_wav, tokenizers,
     codes[0, 3, 5] = code
     tokens = dataclasses.replace(tokens, codes=codes)
     bad = slmtok.save_tokens(tmp_path / "bad.slmtok", tokens, card=tok.card.to_dict())
-    assert int(slmtok.load_tokens(bad).codes[0, 3, 5]) == code
+    # a negative code inside an item's length is refused as a corrupt file when it is read (token files
+    # v2); codes past the codebook size only by the tokenizer that knows the size
+    fragments = ("bad.slmtok", "codes must be >= 0") if code < 0 else (f"code {code} ", "codebook 3, frame 5")
+    if code >= 0:
+        assert int(slmtok.load_tokens(bad).codes[0, 3, 5]) == code
     out = tmp_path / "out"
     rc, stdout, err = run(capsys, "decode", bad, "-o", out / "bad.wav")
-    assert_one_line_error(rc, stdout, err, f"code {code} ", "codebook 3, frame 5", "out of range")
+    assert_one_line_error(rc, stdout, err, *fragments)
     assert files_under(out) == []
     rc, stdout, err = run(capsys, "decode", bad, "-o", out)  # into a folder
-    assert_one_line_error(rc, stdout, err, "out of range")
+    assert_one_line_error(rc, stdout, err, fragments[-1])
     assert files_under(out) == []
 
 
