@@ -150,3 +150,20 @@ def test_truncated_and_garbage_files_are_one_line(fitted, tmp_path):
         with pytest.raises(SlmtokError) as error:
             kmeans.load(bad)
         assert "\n" not in str(error.value)
+
+
+def test_empty_or_non_finite_centroids_are_one_line(tmp_path):
+    """Files written with safetensors itself (the reference writer) holding unusable centroids."""
+    import torch
+    from safetensors.torch import save_file
+
+    for i, centroids in enumerate([torch.zeros(0, 4), torch.tensor([[0.0, float("nan")]]), torch.ones(3)]):
+        path = tmp_path / f"km{i}.safetensors"
+        save_file({"centroids": centroids}, str(path), metadata={"format": "slmtok-kmeans", "info": "{}"})
+        with pytest.raises(SlmtokError) as error:
+            kmeans.load(path)
+        assert "\n" not in str(error.value)
+    path = tmp_path / "info.safetensors"
+    save_file({"centroids": torch.ones(2, 2)}, str(path), metadata={"format": "slmtok-kmeans", "info": "[1"})
+    with pytest.raises(SlmtokError, match="info"):
+        kmeans.load(path)

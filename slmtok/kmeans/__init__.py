@@ -218,7 +218,8 @@ def load(path: str | os.PathLike) -> KMeans:
         from slmtok.kmeans.sklearn_import import read_sklearn_kmeans
 
         centers, fitted = read_sklearn_kmeans(path)
-        return KMeans(torch.from_numpy(centers), {"backend": "sklearn-import", "source": str(path), **fitted})
+        info = {"backend": "sklearn-import", "source": str(path), **fitted}
+        return KMeans(_checked_centroids(torch.from_numpy(centers), path), info)
     _check_safetensors_size(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -228,7 +229,24 @@ def load(path: str | os.PathLike) -> KMeans:
         raise SlmtokError(f"not a slmtok k-means file: {path}") from None
     if meta.get("format") != "slmtok-kmeans":
         raise SlmtokError(f"not a slmtok k-means file: {path}")
-    return KMeans(centroids, json.loads(meta.get("info", "{}")))
+    try:
+        info = json.loads(meta.get("info", "{}"))
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise SlmtokError(f"{path}: its k-means info header is not a JSON object")
+    return KMeans(_checked_centroids(centroids, path), info)
+
+
+def _checked_centroids(centroids: torch.Tensor, path: Path) -> torch.Tensor:
+    """``centroids`` ``[K, D]`` with K, D >= 1, floating point and finite; else one line naming the file."""
+    if centroids.ndim != 2 or min(centroids.shape) < 1 or not centroids.is_floating_point():
+        raise SlmtokError(
+            f"{path}: centroids must be a non-empty float [K, D] matrix, got {tuple(centroids.shape)}"
+        )
+    if not bool(torch.isfinite(centroids).all()):
+        raise SlmtokError(f"{path}: centroids contain NaN or Inf")
+    return centroids
 
 
 _ITEMSIZE = {
