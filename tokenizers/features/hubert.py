@@ -125,6 +125,7 @@ class HuBERTFeatures:
             self.checkpoint, trust, sha256, self.device
         )
         self.num_layers = len(self.model.encoder.transformer.layers)
+        check_architecture(self.variant, self.num_layers, self.dim, self.checkpoint)
         self.layer = self.num_layers if layer is None else int(layer)
         if not 1 <= self.layer <= self.num_layers:
             raise SlmtokError(f"{variant} has layers 1 to {self.num_layers}; layer={layer} is out of range")
@@ -209,6 +210,19 @@ class HuBERTFeatures:
         x, frame_lengths = _conv_features(self.model.feature_extractor, wav, lengths)
         layers = self.model.encoder.extract_features(x, frame_lengths, num_layers=layer)
         return layers[layer - 1]
+
+
+def check_architecture(variant: Variant, layers: int, dim: int, checkpoint: str) -> None:
+    """Refuse weights whose transformer (``layers`` x ``dim``) is not the named variant's: a HuBERT Large
+    checkpoint must not pass for ``hubert-base`` (its features, layers and k-means would all be wrong)."""
+    if (layers, dim) == (variant.layers, variant.dim):
+        return
+    fits = [v.name for v in VARIANTS.values() if (v.layers, v.dim) == (layers, dim)]
+    hint = f"; load it as {' or '.join(fits)}" if fits else ""
+    raise SlmtokError(
+        f"{checkpoint} is a {layers}-layer, {dim}-wide HuBERT, not {variant.name} "
+        f"({variant.layers} layers, {variant.dim} wide){hint}"
+    )
 
 
 def _conv_features(extractor, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

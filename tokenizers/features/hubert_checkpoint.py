@@ -2,8 +2,9 @@
 
 fairseq ``.pt`` files (``hubert_base_ls960.pt``, ``mhubert_base_vp_en_es_fr_it3.pt``, ...) hold the
 weights under ``["model"]`` with fairseq names, and their configuration as Python objects (an omegaconf
-``DictConfig`` under ``"cfg"``, or an ``argparse.Namespace`` under ``"args"``). They are read with
-``torch.load(weights_only=True)``; when the file names such configuration classes, each is replaced by an
+``DictConfig`` under ``"cfg"``, or an ``argparse.Namespace`` under ``"args"``). They are read through
+slmtok's one checkpoint policy, ``slmtok.hub.safe_load`` (``torch.load(weights_only=True)``, torch's
+restricted unpickler); when the file names such configuration classes, each is replaced by an
 inert record (``ConfigRecord``: it stores what the pickle gives it and runs nothing) — and only for a file
 whose sha256 matches its card, or with ``trust=True``. Globals outside configuration modules (``os``,
 ``builtins.eval``...) are refused in any case.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from typing import Any
 import torch
 
 from slmtok.errors import SlmtokError
-from slmtok.hub.download import is_sha256_verified, sha256_file
 
 #: modules whose classes a fairseq checkpoint's configuration may contain (read as inert records)
 CONFIG_MODULES = ("argparse", "omegaconf", "typing", "fairseq", "enum", "collections", "pathlib", "numpy")
@@ -74,35 +73,25 @@ def _record_class(full_name: str) -> type:
     return type(name, (ConfigRecord,), {"__module__": module, "__qualname__": name})
 
 
+def _admit_config(full_name: str) -> type | None:
+    """An inert record class for a configuration class a fairseq checkpoint may name; ``None`` (refused)
+    for anything else."""
+    if full_name.split(".")[0] in CONFIG_MODULES or full_name in BUILTIN_TYPES:
+        return _record_class(full_name)
+    return None
+
+
 def read_torch_checkpoint(path: str | os.PathLike, *, trust: bool = False, sha256: str | None = None) -> Any:
-    """``torch.load(path, weights_only=True)``, admitting configuration classes as inert records when the
-    file is trusted (``trust=True``) or its sha256 equals ``sha256``."""
+    """Read a HuBERT ``.pt`` / ``pytorch_model.bin`` through slmtok's one checkpoint policy
+    (``slmtok.hub.safe_load.load_torch_checkpoint``: torch's restricted unpickler), admitting fairseq's
+    configuration classes as inert records when the file is trusted (``trust=True``), its sha256 equals
+    ``sha256``, or its card verified it. Any other global is refused (``UntrustedCheckpointError``)."""
+    from slmtok.hub.safe_load import load_torch_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise SlmtokError(f"no such checkpoint: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    except Exception as error:  # noqa: BLE001 - not a torch file at all
-        raise SlmtokError(f"not a torch checkpoint: {path} ({str(error).splitlines()[0]})") from None
-    names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    foreign = [n for n in names if n.split(".")[0] not in CONFIG_MODULES and n not in BUILTIN_TYPES]
-    if foreign:
-        raise SlmtokError(f"refusing {path}: it names {foreign[0]}, which no HuBERT checkpoint contains")
-    if not (trust or _verified(path, sha256)):
-        raise SlmtokError(
-            f"{path} stores its configuration as Python objects ({', '.join(names[:3])}); slmtok reads them as "
-            "inert records only for a file whose sha256 matches its card, or with trust=True"
-        )
-    records = [(_record_class(n), n) for n in names]
-    with torch.serialization.safe_globals(records):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _verified(path: Path, sha256: str | None) -> bool:
-    """The file's sha256 equals ``sha256``, or it is a hub download whose sha256 matched its card."""
-    return bool(sha256 and sha256_file(path) == sha256) or is_sha256_verified(path)
+    return load_torch_checkpoint(path, trust=trust, sha256=sha256, admit=_admit_config)
 
 
 def plain(obj: Any) -> Any:
@@ -255,7 +244,13 @@ def load_hubert_weights(
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        data: Any = load_file(str(path))
+        try:
+            data: Any = load_file(str(path))
+        except Exception as error:  # noqa: BLE001 - truncated or not safetensors: one line
+            text = str(error).strip().splitlines()
+            raise SlmtokError(
+                f"not a readable safetensors file: {path} ({text[0] if text else error})"
+            ) from None
     else:
         data = read_torch_checkpoint(path, trust=trust, sha256=sha256)
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
