@@ -214,6 +214,21 @@ def _verify(card: ModelCard, entry: CardFile, path: Path, digest: str, previous:
     return "prefix" if entry.sha256_prefix else "recorded"
 
 
+def _legacy_sidecar(path: Path) -> dict[str, Any] | None:
+    """The ``.<file>.record.json`` that slmtok before the cache index kept beside a file: its sha256 is
+    still what the file must match (moved into the index, and the sidecar removed, once checked)."""
+    sidecar = path.with_name(f".{path.name}.record.json")
+    try:
+        if not stat.S_ISREG(os.lstat(sidecar).st_mode):
+            return None
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return None
+    return {"sha256": record["sha256"], "source": record.get("source", ""), "legacy_sidecar": str(sidecar)}
+
+
 def _record(
     card: ModelCard, entry: CardFile, path: Path, digest: str, verified: str, source: str, revision: str
 ) -> dict[str, Any]:
@@ -231,6 +246,7 @@ def _record(
     key = _key(path)
     if key is not None:
         _update_index(key, record)
+        Path(path.with_name(f".{path.name}.record.json")).unlink(missing_ok=True)
     return record
 
 
@@ -269,7 +285,7 @@ def fetch(
         raise _offline_error(card, entry, target, "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set")
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target):
-        previous = index_record(target)
+        previous = index_record(target) or _legacy_sidecar(target)
         if _regular(target) is not None:
             record = read_record(target)
             if record is not None:  # unchanged since it was checked: check the card still agrees

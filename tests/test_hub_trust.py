@@ -343,3 +343,23 @@ def test_download_must_match_the_sha256_the_hub_lists(tmp_path, home, monkeypatc
     _FakeHub(monkeypatch, {rev: payload(4)}, head=rev, etag=f'"{good}"')
     with pytest.warns(RecordedChecksumWarning):
         assert hub.fetch(card).read_bytes() == payload(4)
+
+
+def test_sidecar_of_an_older_slmtok_is_moved_into_the_index(tmp_path, home, source):
+    """A cache written before the index kept ``.<file>.record.json`` beside each file: its sha256 still
+    binds the file (an edited file is refused), then the record moves into the index and the sidecar goes."""
+    card = write_card(tmp_path, "t-side", [{"filename": "w.bin", "url": "https://example.invalid/w.bin"}])
+    target = hub.cache_path(card)
+    target.parent.mkdir(parents=True)
+    sidecar = target.with_name(".w.bin.record.json")
+    sidecar.write_text(json.dumps({"sha256": hashlib.sha256(payload(1)).hexdigest(), "verified": "recorded"}))
+    target.write_bytes(payload(2))
+    with pytest.raises(hub.ChecksumError, match="recorded at first download"):
+        hub.fetch(card, offline=True)
+    target.write_bytes(payload(1))
+    assert hub.fetch(card, offline=True) == target
+    assert not sidecar.exists()
+    assert (
+        json.loads(index_path().read_text())["hub/t-side/w.bin"]["sha256"]
+        == hashlib.sha256(payload(1)).hexdigest()
+    )
