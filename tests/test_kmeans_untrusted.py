@@ -167,3 +167,32 @@ def test_empty_or_non_finite_centroids_are_one_line(tmp_path):
     save_file({"centroids": torch.ones(2, 2)}, str(path), metadata={"format": "slmtok-kmeans", "info": "[1"})
     with pytest.raises(SlmtokError, match="info"):
         kmeans.load(path)
+
+
+@pytest.mark.parametrize("layout", ["no-alignment", "fortran", "big-endian"])
+def test_other_joblib_array_layouts(fitted, tmp_path, monkeypatch, layout):
+    """Arrays as older joblib (< 1.2: no alignment padding), Fortran-ordered or big-endian centroids, all
+    written by joblib's own writer; the centroids read back equal scikit-learn's."""
+    reference, x = fitted
+    model = pickle.loads(pickle.dumps(reference))
+    expected = model.cluster_centers_.copy()
+    if layout == "no-alignment":
+        original = joblib.numpy_pickle.NumpyArrayWrapper.__init__
+
+        def init(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            del self.numpy_array_alignment_bytes
+
+        monkeypatch.setattr(joblib.numpy_pickle.NumpyArrayWrapper, "__init__", init)
+    elif layout == "fortran":
+        model.cluster_centers_ = np.asfortranarray(expected)
+    else:
+        model.cluster_centers_ = expected.astype(expected.dtype.newbyteorder(">"))
+    path = tmp_path / "km.bin"
+    joblib.dump(model, path)
+    monkeypatch.undo()
+    if layout == "no-alignment":
+        assert b"numpy_array_alignment_bytes" not in path.read_bytes()
+    km = kmeans.load(path)
+    assert np.array_equal(km.centroids.numpy(), expected.astype(np.float32))
+    assert np.array_equal(km.assign(x).numpy(), reference.predict(x))
