@@ -28,6 +28,9 @@ from slmtok.errors import SlmtokError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".g722")
 MANIFEST_EXTENSIONS = (".tsv", ".jsonl")
+# extensions dropped from a file named on the command line or in a manifest (FFmpeg reads these too);
+# any other extension stays part of the name: ``take.v2`` -> ``take.v2.slmtok``
+NAME_EXTENSIONS = (*AUDIO_EXTENSIONS, ".aac", ".aif", ".aiff", ".au", ".caf", ".wma", ".webm", ".mka", ".amr")
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def collect(paths: list[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) ->
     Raises ``SlmtokError`` for a missing path, an empty folder, a bad manifest line, or two items with
     one name (which would write one output).
     """
-    strip = tuple(dict.fromkeys((*extensions, *AUDIO_EXTENSIONS)))
+    strip = tuple(dict.fromkeys((*extensions, *NAME_EXTENSIONS)))
     items: list[InputItem] = []
     for raw in paths:
         path = Path(raw)

@@ -457,3 +457,9 @@ def test_library_items_are_not_mangled(tmp_path):
         sf.write(str(tmp_path / "in" / name), np.zeros(800, dtype=np.float32), RATE)
     names = sorted(str(item.name) for item in collect([str(tmp_path / "in")]))
     assert names == ["utt.1", "utt.2", "x.y"]
+    for name in ("take.v2", "song.AAC"):  # named on the command line: only an audio extension is dropped
+        (tmp_path / name).write_bytes(b"")
+    assert [str(i.name) for i in collect([str(tmp_path / "take.v2"), str(tmp_path / "song.AAC")])] == [
+        "take.v2",
+        "song",
+    ]
