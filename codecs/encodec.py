@@ -4,19 +4,24 @@
   32 is EnCodec's 1.5 / 3 / 6 / 12 / 24 kbps. Default 8 (6 kbps).
 - **48 kHz** (non-causal, stereo, GroupNorm): the signal is cut into 1 s segments every 0.99 s, each
   loudness-normalised and encoded alone (as upstream); the segments' codes are concatenated in time
-  (150 frames per full segment, so 151.5 frames/s) and each frame carries its segment's scale in
-  ``Tokens.extras["scale"]`` ``[B, 1, T]``. Decoding overlap-adds the segments as upstream. Up to 16
-  codebooks; default 8 (12 kbps nominal).
+  (150 frames per full segment, so 151.5 frames/s). The segment layout travels with the tokens: each
+  frame carries its segment's index in ``Tokens.extras["segment"]`` and its scale in
+  ``Tokens.extras["scale"]`` (both ``[B, 1, T]``), because a segment is not always 150 frames: in
+  47600 samples the first (non-final) segment has 149 frames and the second 1. Decoding splits the
+  codes by that layout, decodes and rescales each segment and overlap-adds them with upstream's own
+  ``_linear_overlap_add``, as ``EncodecModel.decode``; a layout EnCodec cannot produce is refused
+  (``CodesError``). Up to 16 codebooks; default 8 (12 kbps nominal).
 
 The number of codebooks is a per-call argument: codes come from ``quantizer.vq.encode(emb, n_q=k)``,
 the call the upstream ``set_target_bandwidth`` selects, without ever setting a bandwidth on the model.
 
 **Exact batching.** Items (24 kHz) or segments (48 kHz) run through ``slmtok.codecs.ragged``: each one is
 padded, normalised and quantised exactly as alone (its own reflection and extra padding), and each item
-runs alone at a canonical width (its length rounded up to a grid) on one intra-op thread, items in
-parallel, so its codes are the same bits alone or in any batch (``ChunkedCodec``). Against the upstream
-call on the unpadded item the latents differ by rounding only (other widths), so codes agree except at
-near-ties (the tests and the benchmark count them).
+runs alone at a canonical width (24 kHz: its length rounded up to 15 frames; 48 kHz: the segment's own
+width) on one intra-op thread, items in parallel, so its codes are the same bits alone or in any batch
+(``ChunkedCodec``). Against upstream on one torch thread the codes are equal, bit for bit (the tests
+check 0 differing frames); with upstream on more threads, its own rounding changes with the thread
+count, and a code can differ where two codewords are equidistant to ~1e-7 (a near-tie).
 
 **Long input.** 24 kHz items longer than 60 s are encoded in 60 s cores with 5 s of audio context on each
 side (``ChunkedCodec``). The encoder is causal, so a core's frames see the true past only as far back as
@@ -161,6 +166,9 @@ class EncodecTokenizer(ChunkedCodec):
             self.segment_stride = max(1, int((1 - model.overlap) * self.segment_length))
             self.segment_frames = math.ceil(self.segment_length / self.hop)
             frame_rate = self.segment_frames * self.variant.sample_rate / self.segment_stride
+            # segments run at their own width: every full one has the same, and each meets exactly
+            # the shapes (and so the kernels) upstream's ``encode`` / ``decode`` give it
+            self.width_multiple_frames = 1
         else:
             frame_rate = self.variant.sample_rate / self.hop
         self.max_batch_samples = self.max_batch_samples * self.variant.sample_rate // 24000
@@ -203,7 +211,7 @@ class EncodecTokenizer(ChunkedCodec):
         lengths = [int(n) for n in lengths]
         segments, scales, owners = [], [], []
         for i, n in enumerate(lengths):
-            for offset in range(0, n, self.segment_stride):
+            for offset in range(0, n, self.segment_stride):  # as EncodecModel.encode
                 x = wav[i : i + 1, :, offset : min(n, offset + self.segment_length)]
                 mono = x.mean(dim=1, keepdim=True)  # as EncodecModel._encode_frame
                 scale = 1e-8 + mono.pow(2).mean(dim=2, keepdim=True).sqrt()
@@ -215,31 +223,99 @@ class EncodecTokenizer(ChunkedCodec):
         )
         per_item: list[list[torch.Tensor]] = [[] for _ in lengths]
         per_scale: list[list[torch.Tensor]] = [[] for _ in lengths]
+        per_segment: list[list[torch.Tensor]] = [[] for _ in lengths]
         for owner, codes, scale in zip(owners, outputs, scales, strict=True):
+            index = len(per_item[owner])
             per_item[owner].append(codes)
             per_scale[owner].append(scale.expand(1, codes.shape[-1]))
+            per_segment[owner].append(torch.full((1, codes.shape[-1]), index, dtype=torch.long))
         codes = pad_stack([torch.cat(c, dim=-1) for c in per_item], -1)
         scale = pad_stack([torch.cat(s, dim=-1) for s in per_scale], 0.0)
+        segment = pad_stack([torch.cat(s, dim=-1) for s in per_segment], 0)
         frames = torch.tensor([sum(x.shape[-1] for x in c) for c in per_item])
-        return codes, frames, {"scale": scale}
+        return codes, frames, {"scale": scale, "segment": segment}
+
+    def segment_layout(
+        self, lengths: list[int], extras: dict[str, torch.Tensor]
+    ) -> list[list[tuple[int, int, torch.Tensor]]]:
+        """Per item, its segments as ``(first frame, stop frame, scale)`` read from the tokens' extras
+        ``segment`` (segment index of each frame, ``[B, 1, T]``) and ``scale`` (``[B, 1, T]``).
+
+        ``CodesError`` unless every item's frames form segments 0, 1, 2, ... in order, each of at most
+        ``segment_frames`` frames with one positive scale, every segment but the last full-length or
+        followed by one of at most ``ceil((segment_length - segment_stride) / hop)`` frames (the only
+        layouts ``EncodecModel.encode`` produces)."""
+        name = self.card.name
+        if "scale" not in extras or "segment" not in extras:
+            raise CodesError(
+                f"{name} tokens need their segment layout (extras 'segment' and 'scale'); tokens without "
+                "'segment' were made by an older slmtok and may decode wrongly: encode the audio again"
+            )
+        segment, scale = extras["segment"], extras["scale"]
+        width = max(lengths, default=0)
+        for key, value in (("segment", segment), ("scale", scale)):
+            if (
+                value.ndim != 3
+                or value.shape[0] != len(lengths)
+                or value.shape[1] != 1
+                or value.shape[2] < width
+            ):
+                raise CodesError(f"{name} extras[{key!r}] must be [B, 1, T] covering the codes")
+        if segment.is_floating_point():
+            raise CodesError(f"{name} extras['segment'] must hold integers, got {segment.dtype}")
+        tail = math.ceil((self.segment_length - self.segment_stride) / self.hop)
+        layouts = []
+        for i, n in enumerate(lengths):
+            ids = segment[i, 0, :n].cpu()
+            bounds = (torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist() if n else []
+            starts, stops = [0, *bounds], [*bounds, n]
+            items = []
+            for index, (a, b) in enumerate(zip(starts, stops, strict=True)):
+                values = scale[i, 0, a:b]
+                if not bool((ids[a:b] == index).all()):
+                    raise CodesError(
+                        f"{name} extras['segment'] of item {i} must number segments 0, 1, 2, ..."
+                    )
+                if b - a > self.segment_frames:
+                    raise CodesError(
+                        f"{name} item {i}: segment {index} has {b - a} frames, more than one segment"
+                    )
+                if not (
+                    bool((values == values[0]).all()) and bool(torch.isfinite(values[0])) and values[0] > 0
+                ):
+                    raise CodesError(f"{name} item {i}: segment {index} needs one positive finite scale")
+                items.append((a, b, values[0]))
+            for index in range(len(items) - 1):
+                frames, following = (
+                    items[index][1] - items[index][0],
+                    items[index + 1][1] - items[index + 1][0],
+                )
+                if frames < self.segment_frames and not (index + 2 == len(items) and following <= tail):
+                    raise CodesError(
+                        f"{name} item {i}: segment {index} of {frames} frames is followed by {following}; "
+                        "EnCodec never cuts audio that way"
+                    )
+            layouts.append(items)
+        return layouts
 
     def _decode(self, codes, lengths, extras):
         if self.variant.segment is None:
             return super()._decode(codes, lengths, extras)
-        if "scale" not in extras:
-            raise CodesError(f"{self.card.name} tokens need their per-segment scales (extras['scale'])")
         from encodec.utils import _linear_overlap_add
 
-        per = self.segment_frames
+        layouts = self.segment_layout([int(x) for x in lengths], extras)
         pieces, owners, scales = [], [], []
-        for i, n in enumerate(int(x) for x in lengths):
-            for start in range(0, n, per):
-                pieces.append(codes[i, :, start : min(n, start + per)])
-                scales.append(extras["scale"][i, 0, start])
+        for i, layout in enumerate(layouts):
+            for start, stop, scale in layout:
+                pieces.append(codes[i, :, start:stop])
+                scales.append(scale)
                 owners.append(i)
         outputs = self._run_groups(pieces, self.decode_pieces, 1, 0)
-        items: list[list[torch.Tensor]] = [[] for _ in lengths]
+        items: list[list[torch.Tensor]] = [[] for _ in layouts]
         for owner, audio, scale in zip(owners, outputs, scales, strict=True):
             items[owner].append(audio[None] * scale.view(-1, 1, 1))  # as EncodecModel._decode_frame
-        wavs = [_linear_overlap_add(segs, self.segment_stride)[0] for segs in items]
+        wavs = [
+            _linear_overlap_add(segs, self.segment_stride)[0] if segs else torch.zeros(self.card.channels, 0)
+            for segs in items
+        ]
         return pad_stack(wavs), torch.tensor([w.shape[-1] for w in wavs])

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from slmtok.errors import SlmtokError
+# one error class for a checkpoint that is missing, unreadable or not in the expected upstream format,
+# whether slmtok's loading policy (``slmtok.hub.safe_load``) or a codec's format check finds it
+from slmtok.hub.errors import CheckpointError
 
-
-class CheckpointError(SlmtokError, ValueError):
-    """A local checkpoint that is missing or not in the expected upstream format."""
+__all__ = ["CheckpointError", "CodecSource", "check_inited", "fold_weight_norm", "resolve_source"]
 
 
 @dataclass
@@ -33,7 +33,9 @@ class CodecSource:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def load(self, role: str = "weights") -> Any:
-        """The ``torch.save`` object in the ``role`` file, loaded with ``weights_only`` where it allows."""
+        """The ``torch.save`` object in the ``role`` file, read through slmtok's one checkpoint policy
+        (``slmtok.hub.safe_load``: torch's restricted unpickler; numpy values only for a card-verified or
+        ``trust``-ed file; code never)."""
         from slmtok.hub.safe_load import load_torch_checkpoint
 
         return load_torch_checkpoint(self.paths[role], trust=self.trust)

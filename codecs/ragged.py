@@ -165,7 +165,9 @@ def _seanet_conv_transpose1d(module: nn.Module, x, lengths):
     y = _groupnorm_items(module.convtr.norm, convtr(mask_beyond(x, lengths)), full)
     right = math.ceil(padding_total * module.trim_right_ratio) if module.causal else padding_total // 2
     left = padding_total - right
-    return y[..., left:], [f - left - right for f in full]
+    out_lengths = [f - left - right for f in full]
+    # trimmed on both sides as upstream: a full-width item gets exactly upstream's shape (and kernels)
+    return y[..., left : left + max(out_lengths)], out_lengths
 
 
 def _resnet_block(module: nn.Module, x, lengths):

@@ -6,7 +6,10 @@ upstream with ``SNAC.from_pretrained(folder)``. Both sides run on one thread, on
 feeds its model (real speech converted from 8 or 16 kHz by ``slmtok.audio.prepare``).
 
 - Codes: every frame equal to upstream's ``model.encode(model.preprocess(x))`` (0 mismatching frames),
-  packed 7 rows per coarse frame (level 0, then level 1's 2 codes, then level 2's 4 codes).
+  packed 7 rows per coarse frame (level 0, then level 1's 2 codes, then level 2's 4 codes). That is the
+  exact condition on one torch thread. With upstream on two threads, slmtok (whose pieces always run on
+  one intra-op thread) still gives upstream's one-thread codes bit for bit, so a frame can differ from
+  upstream's two-thread codes only where upstream's own codes change with the thread count.
 - Audio: upstream's ``decode`` is random (``NoiseBlock`` draws ``torch.randn`` from the global RNG);
   slmtok's draws from its own generator seeded with ``noise_seed``, so the reference is upstream's
   ``decode`` right after ``torch.manual_seed(noise_seed)``, cut to the input length as ``SNAC.forward``.
@@ -95,6 +98,25 @@ def test_codes_and_audio_match_upstream(tok, upstream, utterances, rate):
         torch.testing.assert_close(audio.wav, reference[..., : x.shape[-1]], rtol=0, atol=1e-6)
         bare = tok.decode(type(tokens)(tokens.codes, tokens.lengths, tokens.frame_rate, tokens.tokenizer))
         torch.testing.assert_close(bare.wav, reference, rtol=0, atol=1e-6)  # no extras: all T * 2048
+
+
+def test_on_two_threads_codes_differ_only_where_upstream_itself_changes(tok, upstream, utterances):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for utterance in utterances:
+            x = model_input(tok, utterance, 16000)
+            tokens = tok.encode(utterance, 16000)
+            multi = upstream_rows(upstream_encode(upstream, x))
+            torch.set_num_threads(1)
+            single = upstream_rows(upstream_encode(upstream, x))
+            torch.set_num_threads(2)
+            assert mismatching_frames(tokens.codes, single) == 0
+            ours_vs_multi = (tokens.codes != multi).any(dim=1)
+            upstream_own = (single != multi).any(dim=1)
+            assert not (ours_vs_multi & ~upstream_own).any()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_batch_equals_single_and_upstream(tok, upstream, utterances):
