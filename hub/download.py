@@ -286,6 +286,14 @@ def fetch(
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target):
         previous = index_record(target) or _legacy_sidecar(target)
+        if previous and entry.revision and previous.get("revision") not in (None, "", entry.revision):
+            # the card now pins another commit: the cached file (from the old one) is stale
+            if is_offline(offline):
+                raise _offline_error(
+                    card, entry, target, f"the cached file is from revision {previous['revision']}"
+                )
+            target.unlink(missing_ok=True)
+            previous = None
         if _regular(target) is not None:
             record = read_record(target)
             if record is not None:  # unchanged since it was checked: check the card still agrees

@@ -363,3 +363,17 @@ def test_sidecar_of_an_older_slmtok_is_moved_into_the_index(tmp_path, home, sour
         json.loads(index_path().read_text())["hub/t-side/w.bin"]["sha256"]
         == hashlib.sha256(payload(1)).hexdigest()
     )
+
+
+def test_a_card_pinning_a_new_revision_replaces_the_cached_file(tmp_path, home, monkeypatch):
+    first, second = "1" * 40, "2" * 40
+    fake = _FakeHub(monkeypatch, {first: payload(6), second: payload(7)}, head=second)
+    entry = {"filename": "w.bin", "hf_repo": "org/repo", "hf_filename": "w.bin", "revision": first}
+    with pytest.warns(RecordedChecksumWarning):
+        assert hub.fetch(write_card(tmp_path, "t-move", [entry])).read_bytes() == payload(6)
+    card = write_card(tmp_path, "t-move", [entry | {"revision": second}])
+    with pytest.raises(hub.OfflineError, match="from revision 1111"):
+        hub.fetch(card, offline=True)
+    with pytest.warns(RecordedChecksumWarning):
+        assert hub.fetch(card).read_bytes() == payload(7)
+    assert fake.asked == [first, second] and hub.fetch_info(card)["revision"] == second
