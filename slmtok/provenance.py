@@ -97,15 +97,25 @@ def _folder_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def digest(path: str | os.PathLike) -> tuple[str, str] | None:
-    """``(kind, sha256)`` of a weights file or folder, or ``None`` when it is missing or not a regular
-    file or folder (a device or FIFO is never opened)."""
+def _size(path: Path, kind: str) -> int:
+    if kind == "file":
+        return os.stat(path).st_size
+    return sum(os.stat(p).st_size for p in path.rglob("*") if _kind(p) == "file")
+
+
+def digest(path: str | os.PathLike, size: int | None = None) -> tuple[str, str, int] | None:
+    """``(kind, sha256, size)`` of a weights file or folder, or ``None`` when it is missing or not a
+    regular file or folder (a device or FIFO is never opened). With ``size``, a file or folder of
+    another size is not read: its sha256 comes back as ``""``."""
     path = Path(path)
     kind = _kind(path)
     if kind is None:
         return None
     try:
-        return kind, _file_sha256(path) if kind == "file" else _folder_sha256(path)
+        actual = _size(path, kind)
+        if size is not None and actual != size:
+            return kind, "", actual
+        return kind, _file_sha256(path) if kind == "file" else _folder_sha256(path), actual
     except OSError:
         return None
 
@@ -130,7 +140,8 @@ def weights_records(options: dict[str, Any]) -> tuple[WeightsFile, ...]:
                 continue
             found = digest(text)
             if found is not None:
-                records.append(WeightsFile(option, index, str(Path(text).resolve()), found[1], found[0]))
+                kind, sha, size = found
+                records.append(WeightsFile(option, index, str(Path(text).resolve()), sha, kind, size))
     return tuple(records)
 
 
@@ -147,9 +158,11 @@ def parse_weights(data: Any) -> tuple[WeightsFile, ...]:
         raise ValueError("weights must be a list of at most 64 records")
     out = []
     for item in data:
-        if not isinstance(item, dict) or set(item) != {"option", "index", "path", "sha256", "kind"}:
-            raise ValueError("a weights record needs exactly option, index, path, sha256, kind")
-        option, index, path, sha, kind = (item[k] for k in ("option", "index", "path", "sha256", "kind"))
+        if not isinstance(item, dict) or set(item) != {"option", "index", "path", "sha256", "kind", "size"}:
+            raise ValueError("a weights record needs exactly option, index, path, sha256, kind, size")
+        option, index, path, sha, kind, size = (
+            item[k] for k in ("option", "index", "path", "sha256", "kind", "size")
+        )
         if option not in PATH_OPTIONS:
             raise ValueError(f"weights record for unknown option {str(option)[:40]!r}")
         if index is not None and not (
@@ -162,7 +175,9 @@ def parse_weights(data: Any) -> tuple[WeightsFile, ...]:
             raise ValueError("weights record sha256 must be 64 lowercase hex digits")
         if kind not in ("file", "folder"):
             raise ValueError("weights record kind must be 'file' or 'folder'")
-        out.append(WeightsFile(option, index, path, sha, kind))
+        if not (isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**62):
+            raise ValueError("weights record size must be a non-negative integer")
+        out.append(WeightsFile(option, index, path, sha, kind, size))
     return tuple(out)
 
 
@@ -209,22 +224,27 @@ def resolve_weights(ref: TokenizerRef, given: Iterable[str | os.PathLike] = ()) 
         found = digest(path)
         if found is None:
             raise WeightsNotFoundError(f"no such weights file or folder: {path}")
-        have.append((path.resolve(), found))
+        have.append((path.resolve(), found[:2]))
     if not ref.weights:
         return _unrecorded(ref, [p for p, _ in have])
+    recorded = {(r.kind, r.sha256) for r in ref.weights}
+    for path, found in have:
+        if found not in recorded:
+            wanted = ", ".join(f"{r.option} {r.sha256[:12]}" for r in ref.weights)
+            raise WeightsNotFoundError(
+                f"{path} (sha256 {found[1][:12]}) is none of the weights that made these tokens ({wanted})"
+            )
     chosen: dict[tuple[str, int | None], Path] = {}
-    used: set[int] = set()
     for record in ref.weights:
         match = next(
             (i for i, (_, (kind, sha)) in enumerate(have) if (kind, sha) == (record.kind, record.sha256)),
             None,
         )
         if match is not None:
-            used.add(match)
             chosen[(record.option, record.index)] = have[match][0]
             continue
-        found = digest(record.path)
-        if found == (record.kind, record.sha256):
+        found = digest(record.path, size=record.size)
+        if found is not None and found[:2] == (record.kind, record.sha256):
             chosen[(record.option, record.index)] = Path(record.path)
             continue
         state = "is not there" if found is None else "has changed (sha256 differs)"
@@ -232,12 +252,6 @@ def resolve_weights(ref: TokenizerRef, given: Iterable[str | os.PathLike] = ()) 
             f"the {record.option} {record.kind} that made these tokens ({record.path}) {state}; pass "
             f"--checkpoint PATH (slmtok.load_for(..., checkpoint=PATH)) pointing at a copy with sha256 "
             f"{record.sha256[:16]}..."
-        )
-    extra = [str(p) for i, (p, _) in enumerate(have) if i not in used]
-    if extra:
-        wanted = ", ".join(f"{r.option} {r.sha256[:12]}" for r in ref.weights)
-        raise WeightsNotFoundError(
-            f"{extra[0]} is none of the weights that made these tokens (sha256 of {wanted})"
         )
     return _assemble(chosen)
 

@@ -97,6 +97,8 @@ class WeightsFile:
         sha256: hex sha256 of the file; for a folder, of its manifest (``relative path, size, sha256`` of
             every file, sorted).
         kind: ``"file"`` or ``"folder"``.
+        size: bytes of the file (of every file in the folder): a path of another size is refused
+            without reading it.
     """
 
     option: str
@@ -104,6 +106,7 @@ class WeightsFile:
     path: str
     sha256: str
     kind: str = "file"
+    size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

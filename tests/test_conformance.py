@@ -3,7 +3,9 @@ files, resampling from 8-48 kHz, mono and stereo, and refusals of codes it canno
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,8 +127,13 @@ def test_token_file_round_trip(tok, speech_batch, tmp_path):
     assert back.extras.keys() == tokens.extras.keys()
     assert all(torch.equal(back.extras[k], tokens.extras[k]) for k in tokens.extras)
     assert back.input == tokens.input
-    # decodable from the file alone
-    rebuilt = slmtok.load(back.tokenizer.name, **back.tokenizer.options)
+    assert "trust" not in back.tokenizer.options, "trust is the loader's choice, never recorded"
+    for record in back.tokenizer.weights:  # reference: hashlib over the file's bytes
+        assert Path(record.path).is_absolute()
+        if record.kind == "file":
+            assert record.sha256 == hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
+    # decodable from the file alone (trust, if this tokenizer needed it, from the caller only)
+    rebuilt = slmtok.load_for(back, trust=bool(tok.load_options.get("trust")))
     assert rebuilt.card.hash == tok.card.hash
     assert torch.equal(rebuilt.decode(back).wav, tok.decode(tokens).wav)
 
