@@ -22,8 +22,11 @@ a *canonical width* that depends only on its own length: an item meets exactly t
 kernels alone or in any batch, so its codes are the same bits. Stacking several items in one call (``stack_batches``, the
 default on CUDA) gives each item its own values but only promises equality up to that rounding.
 
-Versus the upstream package called on the unpadded item, outputs differ by rounding only (the widths
-differ), so codes are equal except at such near-ties; the parity tests and the benchmark count them.
+Versus the upstream package called on the unpadded item (on one torch thread), the codes are equal: the
+parity tests require 0 differing frames; latents at another width can differ by rounding, so a code
+could flip only where two codewords are equidistant to ~1e-7. An item at its own width (EnCodec 48 kHz
+segments, which have no canonical padding) meets upstream's shapes exactly, and its codes and audio are
+upstream's bit for bit. Upstream on more threads rounds differently by itself (near-ties of its own).
 Layers are dispatched on their class through ``RULES``; a module without a rule raises ``TypeError``.
 Shapes: ``x`` is ``[B, C, W]`` float, ``lengths`` a list of ``B`` ints, each ``<= W``.
 """

@@ -4,6 +4,11 @@ Each writer produces a file laid out exactly like the published one (names, nest
 objects), so the real loading code runs on it: fairseq HuBERT ``.pt`` (omegaconf ``cfg`` or argparse
 ``args``), Hugging Face HuBERT folders, scikit-learn k-means pickles (``joblib.dump``), unit HiFi-GAN
 ``g_XXXXXXXX`` + ``config.json``. Nothing here is a trained model.
+
+These writers use slmtok's own key maps (torchaudio names -> fairseq / Hugging Face names), so they are
+fixtures for plumbing, never a parity reference: the HuBERT parity tests take their reference from
+``transformers.HubertModel`` and write fairseq files with an independent key map
+(``tests/test_hubert_features.py``).
 """
 
 from __future__ import annotations
