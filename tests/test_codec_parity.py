@@ -413,6 +413,24 @@ def test_dac_codes_and_audio_match_upstream(dac_checkpoint, utterances):
         torch.testing.assert_close(audio.wav, reference, rtol=0, atol=1e-5)
 
 
+def test_dac_on_two_threads_differs_only_at_upstreams_own_near_ties(dac_checkpoint, utterances, two_threads):
+    import dac
+
+    rate, path = dac_checkpoint
+    model = dac.DAC.load(str(path)).eval()
+    tok = slmtok.load(f"dac-{rate}", checkpoint=str(path))
+    for x in utterances[:2]:
+        tokens = tok.encode(x, 16000)
+        with torch.inference_mode():
+            audio = model.preprocess(model_input(tok, x, 16000), model.sample_rate)
+            _, multi, *_ = model.encode(audio)
+            latent = model.encoder(audio)[0]
+            torch.set_num_threads(1)
+            _, single, *_ = model.encode(audio)
+            torch.set_num_threads(2)
+        assert_only_thread_near_ties(tokens.item(0), multi[0], single[0], dac_gap(model, latent, multi[0]))
+
+
 def test_dac_batch_matches_upstream_per_file(dac_checkpoint, utterances):
     import dac
 
@@ -484,6 +502,27 @@ def test_speechtokenizer_codes_and_audio_match_upstream(speechtokenizer_files, u
         with torch.inference_mode():
             codes = model.encode(model_input(tok, x, 16000))
         assert_same_codes(batch.item(i), codes[:, 0])
+
+
+def test_speechtokenizer_on_two_threads_differs_only_at_upstreams_own_near_ties(
+    speechtokenizer_files, utterances, two_threads
+):
+    from speechtokenizer import SpeechTokenizer
+
+    config, weights = speechtokenizer_files
+    model = SpeechTokenizer.load_from_checkpoint(str(config), str(weights)).eval()
+    tok = slmtok.load("speechtokenizer", checkpoint=(str(config), str(weights)))
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+    for x in utterances[:2]:
+        tokens = tok.encode(x, 16000)
+        wav = model_input(tok, x, 16000)
+        with torch.inference_mode():
+            multi = model.encode(wav)[:, 0]  # [K, T]
+            latent = model.encoder(wav)[0]
+            torch.set_num_threads(1)
+            single = model.encode(wav)[:, 0]
+            torch.set_num_threads(2)
+        assert_only_thread_near_ties(tokens.item(0), multi, single, euclidean_gap(latent, books, multi))
 
 
 # ------------------------------------------------------------------------------------------ cards
