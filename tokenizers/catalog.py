@@ -50,16 +50,15 @@ def register_builtins() -> None:
     )
 
     s = "slmtok.tokenizers.semantic"
-    published = {
-        "hubert-base-l6-km50": "HuBERT Base layer 6, 50 units (GSLM); no published unit vocoder",
-        "hubert-base-l6-km100": "HuBERT Base layer 6, 100 units (GSLM), unit HiFi-GAN (LJSpeech)",
-        "hubert-base-l6-km200": "HuBERT Base layer 6, 200 units (GSLM); no published unit vocoder",
-        "hubert-base-l9-km500": "HuBERT Base layer 9, 500 units, unit HiFi-GAN (Expresso, multi-speaker)",
-        "mhubert-base-l11-km1000": "mHuBERT layer 11, 1000 units (textless S2ST), unit HiFi-GAN (LJSpeech)",
-    }
-    for name, what in published.items():
+    from slmtok.tokenizers.semantic.published import BUNDLES  # the cards: toml only, no torch
+
+    for name, spec in BUNDLES.items():
         TOKENIZERS.register(
-            name, f"{s}.bundle:SemanticTokenizer", description=what, defaults={"spec": name}, origin="builtin"
+            name,
+            f"{s}.bundle:SemanticTokenizer",
+            description=spec.description,
+            defaults={"spec": name},
+            origin="builtin",
         )
     TOKENIZERS.register(
         "semantic-bundle",
