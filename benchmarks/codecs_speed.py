@@ -74,8 +74,9 @@ def upstream_encoder(name: str, checkpoint, k: int):
     """A function ``[1, C, T]`` model-rate audio -> codes ``[K, T']``, through the upstream API only."""
     if name.startswith("encodec-"):
         from slmtok.codecs.encodec import build_model, infer_architecture
+        from slmtok.hub.safe_load import load_torch_checkpoint
 
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = load_torch_checkpoint(checkpoint)
         model = build_model(name.split("-")[1], infer_architecture(state))  # EnCodec's own classes
         model.load_state_dict(state)
         model.set_target_bandwidth(CODEC_KBPS[name])
