@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from slmtok.errors import SlmtokError
 
@@ -102,8 +102,6 @@ def id_problem(text: str) -> str | None:
         os.fsencode(text)
     except UnicodeEncodeError:
         return "name cannot be encoded for the filesystem"
-    from pathlib import PurePosixPath, PureWindowsPath
-
     if PurePosixPath(text).is_absolute() or PureWindowsPath(text).drive or PureWindowsPath(text).root:
         return "absolute name: outputs must stay inside the output folder"
     if ".." in text.replace("\\", "/").split("/"):
