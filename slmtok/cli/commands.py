@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import slmtok
+from slmtok.atomic import remove_orphans_of
 from slmtok.audio import write_audio
 from slmtok.encoding import batches, check_readable, encode_items
 from slmtok.errors import OutputError, SlmtokError
@@ -130,8 +131,8 @@ def _plan_outputs(
 
 def _written(path: Path, error: OSError | UnicodeError) -> OutputError:
     """An ``OSError`` (full disk, file too large, name refused) while writing ``path`` as one line."""
-    if isinstance(error, OutputError):
-        return error
+    if isinstance(error, OutputError):  # from atomic_path, which may name only the folder
+        return error if str(path) in str(error) else OutputError(f"cannot write {path} ({error})")
     if isinstance(error, UnicodeError):
         return OutputError(f"cannot write {path}: the name cannot be encoded for the filesystem")
     reason = (
@@ -246,6 +247,7 @@ def run_encode(args: Namespace) -> int:
     items = collect(args.inputs)
     outputs = _plan_outputs(items, args.output, (SUFFIX,), SUFFIX)
     check_readable(items)
+    remove_orphans_of(outputs)  # temporary files a killed run left beside these outputs
     tok = _load_tokenizer(args, args.tokenizer)
     card = tok.card.to_dict()
     target = dict(zip(items, outputs, strict=True))
