@@ -389,3 +389,19 @@ def test_orphaned_temps_removed_and_run_locked(small_data, tmp_path):
     train(small_data, run, **DURABLE)
     assert not orphan.exists()
     assert_model_is_checkpoint(run)
+
+
+def test_prepare_removes_temporaries_of_a_killed_prepare(tmp_path):
+    """A killed ``lm prepare`` leaves a temporary shard (its writer's PID is gone): the rerun removes it."""
+    import os
+
+    from slmtok.atomic import temp_name
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "data").mkdir()
+    orphan = tmp_path / "data" / temp_name("train-00000.bin").replace(f"-{os.getpid()}.", f"-{dead.pid}.")
+    orphan.write_bytes(b"half a shard")
+    make_data(tmp_path / "data", markov_utterances(count=4, frames=40))
+    assert not orphan.exists()
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slmtok.atomic import atomic_path
+from slmtok.atomic import atomic_path, remove_orphans
 from slmtok.errors import OutputError, SlmtokError
 from slmtok.lm.patterns import Pattern, make_pattern, pattern_from_dict
 
@@ -124,6 +124,7 @@ def write_dataset(
     except OSError as error:
         raise OutputError(f"cannot create {folder}: {error.strerror}") from None
     (folder / MANIFEST).unlink(missing_ok=True)
+    remove_orphans(folder)  # temporary shards of a killed ``prepare``
     layout = make_pattern(pattern, codebook_sizes)
     dtype = np.dtype("<u2") if max(layout.stream_vocab_sizes) <= 1 << 16 else np.dtype("<u4")
     held_out = split_names(names, valid_fraction, seed)
