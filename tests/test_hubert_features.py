@@ -79,10 +79,10 @@ _TO_FAIRSEQ = [
 ]
 
 
-def write_fairseq(path, model, style: str = "omegaconf"):
+def write_fairseq(path, model, style: str = "omegaconf", legacy: bool = False):
     """Write ``model``'s weights as a fairseq HuBERT pre-training checkpoint: ``{"model": weights under
     fairseq names (+ the pre-training heads), "cfg": {"model", "task"} (an omegaconf ``DictConfig``, or plain
-    dicts) | "args": argparse.Namespace}``."""
+    dicts) | "args": argparse.Namespace}``; ``legacy``: torch's pre-1.6 (non-zip) format."""
     c = model.config
     layer_norm = c.feat_extract_norm == "layer"
     state = {}
@@ -118,7 +118,7 @@ def write_fairseq(path, model, style: str = "omegaconf"):
         checkpoint["args"] = Namespace(**{k: v for k, v in {**settings, **task}.items() if k != "_name"})
     else:
         checkpoint["cfg"] = {"model": settings, "task": task}
-    torch.save(checkpoint, path)
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
     return path
 
 
@@ -180,6 +180,26 @@ def test_configuration_objects_need_trust_or_a_pinned_sha256(model, fairseq_pt, 
     namespace = write_fairseq(tmp_path / "old.pt", model, style="namespace")
     with pytest.raises(SlmtokError, match="argparse.Namespace"):
         HuBERTFeatures("hubert-base", checkpoint=namespace, layer=3)
+
+
+def test_legacy_format_and_truncated_files_go_through_the_one_loading_policy(
+    model, fairseq_pt, tmp_path, wav
+):
+    """HuBERT files are read by ``slmtok.hub.safe_load`` like every checkpoint: a pre-1.6 (non-zip) torch
+    file with an ``argparse.Namespace`` configuration needs ``trust=True`` and then gives transformers'
+    features; a truncated file is one ``CheckpointError`` line."""
+    from slmtok.hub.errors import CheckpointError
+
+    legacy = write_fairseq(tmp_path / "legacy.pt", model, style="namespace", legacy=True)
+    with pytest.raises(SlmtokError, match="trust=True"):
+        HuBERTFeatures("hubert-base", checkpoint=legacy)
+    features = HuBERTFeatures("hubert-base", checkpoint=legacy, trust=True, layer=4)
+    torch.testing.assert_close(features(wav), transformers_layer(model, wav, 4), atol=5e-5, rtol=1e-5)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(fairseq_pt.read_bytes()[:4096])
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint") as caught:
+        HuBERTFeatures("hubert-base", checkpoint=truncated, trust=True)
+    assert "\n" not in str(caught.value)
 
 
 class _Evil:
