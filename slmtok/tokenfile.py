@@ -180,6 +180,8 @@ def load_tokens(path: str | os.PathLike, *, max_seconds: float = MAX_DECODE_SECO
     for name, value in extras.items():
         if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
             raise bad(f"extra {name!r} holds NaN or infinite values")
+        if name in ("durations", "samples") and bool((value.long() < 0).any()):
+            raise bad(f"extra {name!r} must be non-negative")
     tokens = Tokens(
         codes=codes,
         lengths=lengths,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import struct
 import time
 import traceback
@@ -288,9 +287,11 @@ def run_case(
     max_seconds: float = 30.0,
     max_bytes: int = 1 << 30,
     max_wall: float = 30.0,
+    existing_output: bool = False,
 ) -> Outcome:
     """Write ``blob`` to ``folder/case.slmtok``, read it with ``load_tokens`` and decode it with the CLI
-    (in-process); classify the outcome. ``folder`` must be empty."""
+    (in-process); classify the outcome. ``folder`` must be empty. With ``existing_output``, the output
+    file exists beforehand (a sentinel): a failed decode must leave it byte for byte."""
     from slmtok.cli.main import main
     from slmtok.errors import TokenFileError
     from slmtok.metrics.cost import PeakMemory
@@ -300,6 +301,9 @@ def run_case(
     src.write_bytes(blob)
     out = folder / "out" / "case.wav"
     (folder / "out").mkdir()
+    sentinel = b"an earlier output\n"
+    if existing_output:
+        out.write_bytes(sentinel)
     try:
         load_tokens(src, max_seconds=max_seconds)
         loaded = "ok"
@@ -321,7 +325,7 @@ def run_case(
     seconds = time.perf_counter() - start
     stderr = err.getvalue()
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    expected_files = ["case.slmtok"] + (["out/case.wav"] if rc == 0 else [])
+    expected_files = ["case.slmtok"] + (["out/case.wav"] if rc == 0 or existing_output else [])
     lines = stderr.strip().splitlines()
     if crash:
         kind = f"traceback: {crash[:120]}"
@@ -331,6 +335,8 @@ def run_case(
             kind = "output written on error"
     elif src.read_bytes() != blob:
         kind = "input changed"
+    elif existing_output and rc != 0 and out.read_bytes() != sentinel:
+        kind = "existing output changed on error"
     elif rc == 0:
         kind = "decoded"
     elif rc == 1 and len(lines) == 1 and lines[0].startswith("slmtok: error: "):
@@ -343,7 +349,8 @@ def run_case(
         kind = "over time"
     if loaded not in ("ok", "TokenFileError"):
         kind = f"load_tokens raised {loaded}"
-    return Outcome(kind, rc, stderr.strip()[:300], seconds, peak.peak_bytes, loaded)
+    extra = {"replaced_existing_output": existing_output and rc == 0 and out.read_bytes() != sentinel}
+    return Outcome(kind, rc, stderr.strip()[:300], seconds, peak.peak_bytes, loaded, extra)
 
 
 def base_files(folder: Path) -> dict[str, bytes]:
@@ -372,13 +379,3 @@ def mutate(bases: dict[str, bytes], draw: Draw) -> tuple[str, str, bytes]:
     label = draw.choice(sorted(bases))
     name = draw.choice(sorted(MUTATIONS))
     return label, name, MUTATIONS[name](bases[label], draw)
-
-
-def empty_folder(root: Path, index: int) -> Path:
-    folder = root / f"case{index}"
-    folder.mkdir(parents=True)
-    return folder
-
-
-def environment() -> dict[str, Any]:
-    return {"cpus": os.cpu_count()}
