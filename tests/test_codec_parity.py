@@ -76,8 +76,9 @@ def assert_only_thread_near_ties(ours: torch.Tensor, multi: torch.Tensor, single
     ~1e-7 (later codebooks at that frame then follow from another residual). A frame may differ from
     ``multi`` only if upstream itself gives it another code on one thread (there equal to ours) and the
     decision was a near-tie: ``gap(t, q, a, b)``, the smallest relative change of upstream's latent that
-    swaps codewords ``a`` and ``b`` at frame ``t``, codebook ``q``, is below 1e-5 (100x rounding, far below
-    any real discrepancy). Returns the number of such frames."""
+    swaps codewords ``a`` and ``b`` at frame ``t``, codebook ``q`` (or the relative size to which the float32
+    distances cancel, ``_flip_size``), is below 1e-5 (100x rounding, far below any real discrepancy).
+    Returns the number of such frames."""
     assert ours.shape == multi.shape == single.shape
     frames = (ours != multi).any(dim=0).nonzero().flatten().tolist()
     for t in frames:
@@ -117,11 +118,18 @@ def init_upstream_codebooks(model, frames: torch.Tensor, seed: int = 0) -> None:
         residual = residual - embed[torch.cdist(residual, embed).argmin(dim=1)]
 
 
-def _flip_size(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
-    """Smallest ``|dx| / |x|`` that makes ``a`` and ``b`` equidistant from ``x + dx`` (float64)."""
+def _flip_size(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> float:
+    """How near ``x`` is to equidistant from codewords ``a`` and ``b``, relative to rounding (float64):
+    the smaller of the smallest ``|dx| / |x|`` that makes them equidistant, and the difference of the two
+    squared distances relative to ``|x|^2 + |a|^2 + |b|^2``, the terms that the float32 distance
+    ``|x|^2 - 2 x.e + |e|^2`` cancels (two codewords much closer to each other than to ``x`` can tie there
+    although no small change of ``x`` separates them). ``scale`` converts the first to a change relative
+    to another vector (a residual's latent)."""
     x, a, b = x.double(), a.double(), b.double()
     gap = abs(((x - a) ** 2).sum() - ((x - b) ** 2).sum())
-    return float(gap / (2 * (a - b).norm() * x.norm()).clamp_min(1e-30))
+    moved = gap / (2 * (a - b).norm() * x.norm()).clamp_min(1e-30)
+    cancelled = gap / (x.pow(2).sum() + a.pow(2).sum() + b.pow(2).sum()).clamp_min(1e-30)
+    return float(min(moved * scale, cancelled))
 
 
 def euclidean_gap(latent: torch.Tensor, books: list[torch.Tensor], theirs: torch.Tensor):
@@ -129,7 +137,7 @@ def euclidean_gap(latent: torch.Tensor, books: list[torch.Tensor], theirs: torch
 
     def gap(t: int, q: int, a: int, b: int) -> float:
         residual = latent[:, t] - sum(books[j][theirs[j, t]] for j in range(q))
-        return _flip_size(residual, books[q][a], books[q][b]) * float(residual.norm() / latent[:, t].norm())
+        return _flip_size(residual, books[q][a], books[q][b], float(residual.norm() / latent[:, t].norm()))
 
     return gap
 
