@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_resume.py"
 
@@ -46,3 +47,55 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(harness, inputs, comman
     assert (counts.lost, counts.duplicated, counts.mismatched) == (0, 0, 0), counts
     assert counts.orphaned_temps == 0, counts
     assert counts.model_ne_checkpoint == 0, counts
+
+
+KILLED_AT_FINAL_SAVE = """
+import os, sys, time
+from slmtok.lm import checkpoint
+
+real = checkpoint.save_model
+
+def slow_at_the_end(run, model, step):
+    if step == int(os.environ["STEPS"]):
+        print("checkpoint written, model next", flush=True)
+        time.sleep(120)  # SIGKILL arrives here
+    real(run, model, step)
+
+checkpoint.save_model = slow_at_the_end
+from slmtok.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_between_final_checkpoint_and_model(harness, inputs, tmp_path):
+    """A real SIGKILL after the last checkpoint is written and before the model file is: the rerun of
+    ``slmtok lm train`` exits 0 and leaves ``model.safetensors`` equal to the checkpoint's weights (the
+    old code printed "trained to step N" over the model of the previous save)."""
+    import os
+    import signal
+    import subprocess
+
+    work, table = inputs
+    argv = table["lm-train"].argv(tmp_path / "run")
+    steps = argv[argv.index("--steps") + 1]
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_AT_FINAL_SAVE)
+    child = subprocess.Popen(
+        [sys.executable, str(script), *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "STEPS": steps},
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline().strip() == "checkpoint written, model next"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    model, meta = harness.tensors(tmp_path / "run" / "model.safetensors")
+    checkpoint, cmeta = harness.tensors(tmp_path / "run" / "checkpoint.safetensors")
+    assert cmeta["step"] == steps and meta["step"] != steps  # the kill left the model one save behind
+    done = subprocess.run([sys.executable, "-m", "slmtok.cli.main", *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"trained to step {steps}" in done.stdout
+    model, meta = harness.tensors(tmp_path / "run" / "model.safetensors")
+    assert meta["step"] == steps
+    for name, value in model.items():
+        assert torch.equal(value, checkpoint[f"model.{name}"]), name
