@@ -330,3 +330,17 @@ def test_scorer_reports_missing_back_ends_with_reasons(tmp_path):
     assert row["stoi"] == pytest.approx(1.0) and "wer_errors" not in row
     with pytest.raises(ValueError, match="unknown metric group"):
         Scorer(ScoreSettings(groups=("nope",)))
+
+
+def test_bench_journal_symlink_is_refused(corpus, tmp_path):
+    """A symlink planted at RESULTS/rows.partial.jsonl is refused with one line, its target unwritten."""
+    from slmtok.errors import OutputError
+
+    victim = tmp_path / "victim.jsonl"
+    victim.write_text('{"keep": "me"}\n')
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / JOURNAL).symlink_to(victim)
+    specs = parse_specs(["mulaw-8bit"], slmtok.list_tokenizers())
+    with pytest.raises(OutputError, match="symlink"):
+        Bench(corpus, tmp_path / "out", ScoreSettings(groups=("si_sdr",)), examples=0).run(specs)
+    assert victim.read_text() == '{"keep": "me"}\n'
