@@ -4,9 +4,12 @@ A run folder holds
 - ``config.json``: the model config, the training config, and the data manifest (tokenizer, pattern,
   rates), so a run decodes and generates from its folder alone;
 - ``model.safetensors``: the weights, with the model config in the file's metadata;
-- ``checkpoint.safetensors``: weights, AdamW moments, the RNG states and the step, for exact resume;
-- ``metrics.jsonl``: one JSON object per log or evaluation.
-Every file is written atomically; nothing is a pickle.
+- ``checkpoint.safetensors``: weights, AdamW moments, every rank's RNG states, the step, and the world
+  size, device type and precision it was trained with, for exact resume;
+- ``metrics.jsonl``: one JSON object per log or evaluation (appended, never through a symlink).
+Every other file is written atomically and durably (``slmtok.atomic``); nothing is a pickle. The
+checkpoint is written before the model, so a kill between them leaves the model one save behind; the
+next run sees the step in the model's metadata differ from the checkpoint's and rewrites the model.
 """
 
 from __future__ import annotations
