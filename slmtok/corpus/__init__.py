@@ -8,7 +8,10 @@ An output folder holds ``plan.json`` (the tokenizer, its card hash and the fixed
 shards), ``shards/shard-NNNNN.safetensors`` (written atomically, one per shard, with the codes of its
 items and the failures among them), and, once every shard is done, ``index.jsonl`` (every input: shard,
 row, frames, duration), ``failures.jsonl`` and ``summary.json``. Restarting the same command skips the
-shards that exist, so a killed run finishes with every input encoded exactly once.
+shards that are complete (a truncated or damaged shard is encoded again, with a warning), so a killed run
+finishes with every input encoded exactly once; a restart that asks for something else (tokenizer,
+options, weights, K, shard size, inputs) is refused naming what changed. One run at a time per folder
+(an advisory lock, ``.slmtok.lock``); temporary files a killed run left are removed by the next.
 """
 
 from __future__ import annotations
