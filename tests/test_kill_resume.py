@@ -99,3 +99,26 @@ def test_sigkill_between_final_checkpoint_and_model(harness, inputs, tmp_path):
     assert meta["step"] == steps
     for name, value in model.items():
         assert torch.equal(value, checkpoint[f"model.{name}"]), name
+
+
+def test_encode_removes_temporaries_of_a_killed_encode(harness, inputs, tmp_path):
+    """``slmtok encode`` removes the temporary token files a killed run left beside its planned outputs
+    (writer PID gone), and leaves other files alone."""
+    import os
+    import subprocess
+
+    from slmtok.atomic import temp_name
+
+    work, table = inputs
+    audio = work / "audio"
+    first = sorted(audio.glob("*.wav"))[0]
+    out = tmp_path / "tokens"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = out / temp_name(f"{first.stem}.slmtok").replace(f"-{os.getpid()}.", f"-{dead.pid}.")
+    orphan.write_bytes(b"half a token file")
+    (out / "notes.txt").write_text("mine")
+    assert harness.run_in_process(["encode", str(audio), "-o", str(out), "-t", "mel-rvq"]) == 0
+    assert not orphan.exists() and (out / "notes.txt").exists()
+    assert not harness.temps(out)
