@@ -47,7 +47,7 @@ def encode_corpus(
     """Encode every input into sharded token files under ``out``; resume if ``out`` holds a run.
 
     Args:
-        inputs: audio files, folders and TSV/JSONL manifests (see ``slmtok.cli.inputs``).
+        inputs: audio files, folders and TSV/JSONL manifests (see ``slmtok.inputs``).
         shard_size: inputs per shard (the unit of work, atomic writes and resumption).
         batch_seconds: padded audio seconds per model batch (length-sorted dynamic batching).
         workers: reader threads that decode and resample audio ahead of the model.
