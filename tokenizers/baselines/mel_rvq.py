@@ -3,6 +3,8 @@
 Encode: 16 kHz mono -> 80-band log-mel at 100 frames/s -> greedy RVQ over up to 8 codebooks of 1024
 centroids (fitted stage by stage with slmtok's FAISS k-means on residuals). Decode: sum of the chosen
 centroids -> mel inverse (least squares) -> Griffin-Lim. Pure DSP plus 2.6 MB of codebooks; no download.
+Both run 60 s of frames at a time (``baselines/vocode.py``), so memory does not grow with duration; the
+codes equal those of a whole-input analysis.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from slmtok.batching import pad_stack
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
-from slmtok.tokenizers.baselines.vocode import vocode
+from slmtok.tokenizers.baselines.vocode import log_mel_frames, vocode
 from slmtok.tokenizers.baselines.weights import default_weights, load_weights
 from slmtok.tokenizers.features.mel import LogMel, MelConfig
 from slmtok.types import PAD_CODE, TokenizerCard
@@ -79,7 +81,7 @@ class MelRVQTokenizer(Tokenizer):
         return sum(self.codebooks[q][codes[q]] for q in range(codes.shape[0]))
 
     def _encode(self, wav, lengths, n_codebooks):
-        frames = [self.features(wav[i, 0, : int(lengths[i])]) for i in range(wav.shape[0])]
+        frames = [log_mel_frames(self.features, wav[i, 0, : int(lengths[i])]) for i in range(wav.shape[0])]
         frame_lengths = torch.tensor([f.shape[0] for f in frames])
         codes = self.quantize(torch.cat(frames), n_codebooks)  # [K, sum T']
         return pad_stack(list(codes.split(frame_lengths.tolist(), dim=1)), PAD_CODE), frame_lengths, {}
