@@ -266,8 +266,11 @@ class EncodecTokenizer(ChunkedCodec):
         tail = math.ceil((self.segment_length - self.segment_stride) / self.hop)
         layouts = []
         for i, n in enumerate(lengths):
+            if n <= 0:
+                layouts.append([])
+                continue
             ids = segment[i, 0, :n].cpu()
-            bounds = (torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist() if n else []
+            bounds = (torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist()
             starts, stops = [0, *bounds], [*bounds, n]
             items = []
             for index, (a, b) in enumerate(zip(starts, stops, strict=True)):

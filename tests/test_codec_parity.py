@@ -355,6 +355,8 @@ def test_encodec_48khz_decodes_upstreams_own_frames(encodec48, utterances):
     ):
         with pytest.raises(CodesError):
             tok.decode(Tokens(codes, tokens.lengths, tokens.frame_rate, ref, {**extras, **changed}))
+    empty = tok.decode(Tokens(codes, torch.tensor([0]), tokens.frame_rate, ref, extras))
+    assert empty.wav.shape == (1, 2, 0) and int(empty.lengths[0]) == 0
     with pytest.raises(CodesError, match="segment layout"):
         tok.decode(Tokens(codes, tokens.lengths, tokens.frame_rate, ref, {"scale": extras["scale"]}))
 
