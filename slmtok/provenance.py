@@ -58,7 +58,7 @@ FILE_OPTIONS: dict[str, Callable[[Any], bool]] = {
 
 
 # ------------------------------------------------------------------------------------------ digests
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+_FILE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _kind(path: Path) -> str | None:
@@ -77,8 +77,8 @@ def _kind(path: Path) -> str | None:
 def _file_sha256(path: Path) -> str:
     from slmtok.hub.download import sha256_file
 
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    st = os.stat(path)  # ctime cannot be set back by hand: a rewritten file is hashed again
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _FILE_DIGESTS:
         _FILE_DIGESTS[key] = sha256_file(path)
     return _FILE_DIGESTS[key]

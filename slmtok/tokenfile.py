@@ -271,8 +271,8 @@ def _header_fields(bad: _Refusal, header: dict[str, Any], b: int, k: int) -> dic
     name, digest, options = ref.get("name"), ref.get("hash", ""), ref.get("options") or {}
     if not (_is_text(name, 200) and name):
         raise bad("header tokenizer name must be a non-empty string")
-    if not (_is_text(digest, 128) and re.fullmatch(r"[0-9a-f]*", digest)):
-        raise bad("header tokenizer hash must be hex digits")
+    if not (_is_text(digest, 128) and re.fullmatch(r"[0-9A-Za-z:._-]*", digest)):
+        raise bad("header tokenizer hash must be up to 128 letters, digits or :._-")
     if not isinstance(options, dict):
         raise bad("header tokenizer options must be an object")
     try:
