@@ -30,6 +30,16 @@ Admit = Callable[[str], Any]
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
+def _refused_global(error: BaseException) -> str | None:
+    """The full name of the global torch's restricted unpickler refused, from its message; builtins come
+    without their module in a legacy file's refusal (``GLOBAL dict``) and are named ``builtins.dict``."""
+    match = _GLOBAL.search(str(error))
+    if match is None:
+        return None
+    name = match.group(1)
+    return name if "." in name else f"builtins.{name}"
+
+
 def numpy_globals() -> dict[tuple[str, str], Any]:
     """The numpy callables that rebuild arrays, scalars and dtypes in a pickle, by (module, name) as
     pickles name them under numpy 1 and 2. They build data only; nothing else is admitted."""
@@ -112,10 +122,10 @@ def load_torch_checkpoint(
     if zipfile.is_zipfile(path):
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     else:  # legacy format: torch lists no globals; take the one its refusal names
-        match = _GLOBAL.search(str(first_refusal))
-        if match is None:
+        name = _refused_global(first_refusal)
+        if name is None:
             raise CheckpointError(f"not a readable torch checkpoint: {path} (malformed pickle)")
-        names = [match.group(1)]
+        names = [name]
     admitted = {full: resolve(full) for full in names}
     if not (trust or _verified(path, sha256)):
         what = ", ".join(list(admitted)[:3]) or "values besides tensors"
@@ -131,10 +141,10 @@ def load_torch_checkpoint(
             with torch.serialization.safe_globals([(obj, full) for full, obj in extra.items()]):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            match = _GLOBAL.search(str(error))
-            if match is None or match.group(1) in extra:
+            name = _refused_global(error)
+            if name is None or name in extra:
                 raise UntrustedCheckpointError(f"refusing {path}: {_first_line(error)}") from None
-            extra[match.group(1)] = resolve(match.group(1))
+            extra[name] = resolve(name)
         except Exception as error:  # noqa: BLE001
             raise CheckpointError(f"not a readable torch checkpoint: {path} ({_first_line(error)})") from None
     raise UntrustedCheckpointError(f"refusing {path}: it names too many globals")

@@ -182,15 +182,17 @@ def test_configuration_objects_need_trust_or_a_pinned_sha256(model, fairseq_pt, 
         HuBERTFeatures("hubert-base", checkpoint=namespace, layer=3)
 
 
+@pytest.mark.parametrize("style", ["namespace", "omegaconf"])
 def test_legacy_format_and_truncated_files_go_through_the_one_loading_policy(
-    model, fairseq_pt, tmp_path, wav
+    model, fairseq_pt, tmp_path, wav, style
 ):
     """HuBERT files are read by ``slmtok.hub.safe_load`` like every checkpoint: a pre-1.6 (non-zip) torch
-    file with an ``argparse.Namespace`` configuration needs ``trust=True`` and then gives transformers'
-    features; a truncated file is one ``CheckpointError`` line."""
+    file with an ``argparse.Namespace`` or omegaconf configuration (whose legacy pickle names the builtin
+    ``dict`` without its module) needs ``trust=True`` and then gives transformers' features; a truncated
+    file is one ``CheckpointError`` line."""
     from slmtok.hub.errors import CheckpointError
 
-    legacy = write_fairseq(tmp_path / "legacy.pt", model, style="namespace", legacy=True)
+    legacy = write_fairseq(tmp_path / "legacy.pt", model, style=style, legacy=True)
     with pytest.raises(SlmtokError, match="trust=True"):
         HuBERTFeatures("hubert-base", checkpoint=legacy)
     features = HuBERTFeatures("hubert-base", checkpoint=legacy, trust=True, layer=4)
