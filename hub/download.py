@@ -308,6 +308,9 @@ def fetch(
             return target
         if is_offline(offline):
             raise _offline_error(card, entry, target, "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set")
+        why = unreachable(entry.url or _hf_endpoint())
+        if why:
+            raise _offline_error(card, entry, target, f"no network: {why}")
         revision = entry.revision
         if entry.url:
             _download_url(card, entry, target, progress)
@@ -334,6 +337,84 @@ def _warn_if_recorded(card: ModelCard, entry: CardFile, target: Path, record: di
             RecordedChecksumWarning,
             stacklevel=3,
         )
+
+
+# ------------------------------------------------------------------------------------------ network
+#: seconds one probe may take (name lookup + TCP connect); ``SLMTOK_CONNECT_TIMEOUT`` overrides it
+PROBE_TIMEOUT = 0.5
+_PROBES: dict[tuple[str, int], str] = {}
+
+
+def _hf_endpoint() -> str:
+    """The Hugging Face endpoint ``huggingface_hub`` downloads from (``HF_ENDPOINT``)."""
+    return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+
+
+def unreachable(url: str) -> str:
+    """Why the server of ``url`` cannot be reached, or ``""`` when it can (or cannot be probed).
+
+    One name lookup and TCP connect to the host, at most ``SLMTOK_CONNECT_TIMEOUT`` seconds (default 0.5),
+    run in a daemon thread so a hanging DNS lookup cannot hold the caller. The answer is kept for the rest
+    of the process (except for loopback hosts, whose ports come and go). ``file://`` URLs and hosts
+    reached through a proxy (``https_proxy`` ...) are not probed: the download itself tells."""
+    import ipaddress
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    host = parts.hostname
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host):
+        return ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return ""
+    key = (host, port)
+    if key in _PROBES:
+        return _PROBES[key]
+    try:
+        timeout = float(os.environ.get("SLMTOK_CONNECT_TIMEOUT", "") or PROBE_TIMEOUT)
+    except ValueError:
+        timeout = PROBE_TIMEOUT
+    result: list[str] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(key, timeout=timeout):
+                result.append("")
+        except OSError as error:
+            result.append(f"cannot reach {host}: {error.strerror or error}")
+
+    thread = threading.Thread(target=probe, name="slmtok-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    why = result[0] if result else f"cannot reach {host}: no answer within {timeout:g} s"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        _PROBES[key] = why
+    return why
+
+
+class _quiet_hub:  # noqa: N801 - a context manager that reads like a function
+    """Silences ``huggingface_hub``'s retry warnings for one download (its logger's level is restored on
+    exit; nothing else is touched): the failure itself is reported once, as an ``OfflineError``."""
+
+    def __enter__(self) -> None:
+        import logging
+
+        self.logger = logging.getLogger("huggingface_hub")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.setLevel(self.level)
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -451,16 +532,26 @@ def _download_hf(card: ModelCard, entry: CardFile, target: Path, revision: str) 
     """Download with ``huggingface_hub`` at ``revision`` (or the commit ``main`` points to now, resolved
     first) into a fresh staging folder beside ``target``, then move it there. Returns the commit."""
     try:
-        import huggingface_hub
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
+        import huggingface_hub  # noqa: F401
     except ImportError:  # pragma: no cover - a declared dependency
         raise DownloadError("huggingface_hub is needed to download from the Hugging Face hub") from None
     staging = Path(tempfile.mkdtemp(prefix=".hf-", dir=target.parent))  # new, private: nothing planted
+    try:
+        with _quiet_hub():
+            return _download_hf_quietly(card, entry, target, revision, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _download_hf_quietly(card: ModelCard, entry: CardFile, target: Path, revision: str, staging: Path) -> str:
+    import huggingface_hub
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
         url = huggingface_hub.hf_hub_url(entry.hf_repo, entry.hf_filename, revision=revision or "main")
         meta = huggingface_hub.get_hf_file_metadata(url)
@@ -488,8 +579,6 @@ def _download_hf(card: ModelCard, entry: CardFile, target: Path, revision: str) 
     except Exception as error:  # noqa: BLE001 - connection errors come in many types
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise _offline_error(card, entry, target, f"Hugging Face hub unreachable: {first}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return revision
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from slmtok import hub
+from slmtok.hub import download
 from slmtok.hub.download import RecordedChecksumWarning, index_path
 
 
@@ -146,6 +147,7 @@ class _FakeHub:
         self.files, self.head, self.asked, self.etag = files, head, [], etag
         monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", self.metadata)
         monkeypatch.setattr(huggingface_hub, "hf_hub_download", self.download)
+        monkeypatch.setattr(download, "unreachable", lambda url: "")  # the hub is faked: no probe
 
     def metadata(self, url, **kwargs):
         from types import SimpleNamespace
