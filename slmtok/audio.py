@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import numpy as np
 import torch
 
 from slmtok.atomic import atomic_path
-from slmtok.errors import AudioError, OutputError
-from slmtok.types import InputInfo
+from slmtok.errors import AudioError, OutputError, SlmtokWarning
+from slmtok.types import Audio, InputInfo
 
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384_000
@@ -152,6 +154,8 @@ def prepare(
     """
     rate = check_sample_rate(sample_rate)
     batch, lens = as_batch(wav, lengths)
+    if getattr(wav, "ndim", 0) == 2 and batch.shape[1] > 1:
+        _warn_channels_assumed(batch.shape[1], batch.shape[2], target_channels)
     items = []
     for i in range(batch.shape[0]):
         x = batch[i, :, : int(lens[i])].to(device)
@@ -172,6 +176,71 @@ def prepare(
         steps.append(f"resampled {rate} Hz -> {target_rate} Hz (Kaiser sinc)")
     info = InputInfo(rate, batch.shape[1], tuple(int(n) for n in lens), tuple(steps))
     return PreparedAudio(out, new_lengths.to(device), info)
+
+
+def _warn_channels_assumed(channels: int, width: int, target_channels: int) -> None:
+    """One ``SlmtokWarning`` line for a ``[C, T]`` input with ``C > 1``: it could be ``C`` channels of
+    one item or ``C`` mono items; say which was assumed and how to pass the other."""
+    if target_channels == channels:
+        done = "kept as is"
+    elif target_channels == 1:
+        done = "down-mixed to mono (mean)"
+    else:
+        done = f"mapped to the tokenizer's {target_channels} channels"
+    warnings.warn(
+        f"audio shaped [{channels}, {width}] was treated as {channels} channels of one item, {done}; "
+        f"for a batch of {channels} mono items pass [{channels}, 1, {width}]",
+        SlmtokWarning,
+        stacklevel=_caller_stacklevel(),
+    )
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first frame outside slmtok and torch (the caller's
+    line), however many wrappers (``Tokenizer.encode``, ``torch.inference_mode``) lie between."""
+    inside = (str(Path(__file__).resolve().parent), str(Path(torch.__file__).resolve().parent))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(inside):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def match_input(audio: Audio, info: InputInfo) -> Audio:
+    """Decoded audio back in the format of the input it was encoded from, item by item.
+
+    Each item is resampled from ``audio.sample_rate`` to ``info.sample_rate`` with the same band-limited
+    resampler ``prepare`` uses, mapped to ``info.channels`` channels (mono duplicated to every channel,
+    several channels averaged to mono; ``AudioError`` for other counts), and trimmed or zero-padded to
+    exactly ``info.lengths[i]`` samples (what a tokenizer's frame grid added or cut is undone).
+
+    Args:
+        audio: decoded audio, ``wav`` ``[B, C, T]`` at the tokenizer's rate, ``lengths`` ``[B]``.
+        info: ``tokens.input`` of the tokens that were decoded (``B`` lengths).
+
+    Returns:
+        ``Audio`` with ``wav`` ``[B, info.channels, max(info.lengths)]`` at ``info.sample_rate`` Hz and
+        ``lengths`` equal to ``info.lengths``.
+    """
+    if len(info.lengths) != audio.batch_size:
+        raise AudioError(
+            f"the input record has {len(info.lengths)} item(s) but the audio has {audio.batch_size}"
+        )
+    rate = check_sample_rate(info.sample_rate)
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(f"the input record has {info.channels} channels; expected 1 to {MAX_CHANNELS}")
+    width = max(info.lengths, default=0)
+    out = torch.zeros(audio.batch_size, info.channels, width, dtype=audio.wav.dtype, device=audio.wav.device)
+    for i, n in enumerate(info.lengths):
+        x = audio.item(i)
+        if x.shape[-1] == 0:  # nothing decoded: silence of the recorded length
+            continue
+        if x.shape[0] > info.channels:  # fewer channels to resample: mix first, else resample first
+            x = resample(convert_channels(x, info.channels), audio.sample_rate, rate)
+        else:
+            x = convert_channels(resample(x, audio.sample_rate, rate), info.channels)
+        x = x[:, :n]
+        out[i, :, : x.shape[-1]] = x
+    return Audio(out, torch.tensor(info.lengths, dtype=torch.long), rate)
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -36,3 +36,13 @@ class OutputError(SlmtokError, OSError):
 
 class DecodeLimitError(CodesError):
     """Tokens that would decode to more audio per item than the limit (``max_seconds``, default 4 h)."""
+
+
+class UnitTextError(CodesError):
+    """Unit strings (``<|s_12|>``, ``<|c1_7|>``) that do not read back as codes: unknown text, a
+    codebook out of order or out of range, a code past its codebook's size."""
+
+
+class SlmtokWarning(UserWarning):
+    """Something slmtok assumed on the caller's behalf that may not be what they meant (category for
+    ``warnings.filterwarnings``)."""

@@ -202,6 +202,13 @@ class Tokens:
             info = replace(info, lengths=tuple(info.lengths[i] for i in indices))
         return replace(self, codes=self.codes[idx, :, :width], lengths=lengths, extras=extras, input=info)
 
+    def to_text(self, *, layout: str = "auto") -> list[str]:
+        """One unit string per item, e.g. ``<|s_12|><|s_7|>`` or ``<|c0_12|><|c1_7|>...`` (layout in
+        ``slmtok.text_units``; read back with ``slmtok.text_units.from_text``)."""
+        from slmtok.text_units import to_text
+
+        return to_text(self, layout=layout)
+
     def to(self, device: torch.device | str) -> Tokens:
         return replace(
             self,

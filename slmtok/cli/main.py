@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "slmtok.cli.lm_commands",
     "slmtok.cli.bench_commands",
     "slmtok.cli.corpus_commands",
+    "slmtok.cli.text_commands",
 )
 
 
