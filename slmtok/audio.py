@@ -180,7 +180,14 @@ def prepare(
 
 def _warn_channels_assumed(channels: int, width: int, target_channels: int) -> None:
     """One ``SlmtokWarning`` line for a ``[C, T]`` input with ``C > 1``: it could be ``C`` channels of
-    one item or ``C`` mono items; say which was assumed and how to pass the other."""
+    one item or ``C`` mono items; say which was assumed and how to pass the other.
+
+    Not raised when the audio comes from slmtok itself (a file read by ``read_audio`` is one item's
+    channels, never a batch): only a caller outside the package gets it, pointed at its own line.
+    """
+    level = _caller_stacklevel()
+    if level is None:
+        return
     if target_channels == channels:
         done = "kept as is"
     elif target_channels == 1:
@@ -191,16 +198,21 @@ def _warn_channels_assumed(channels: int, width: int, target_channels: int) -> N
         f"audio shaped [{channels}, {width}] was treated as {channels} channels of one item, {done}; "
         f"for a batch of {channels} mono items pass [{channels}, 1, {width}]",
         SlmtokWarning,
-        stacklevel=_caller_stacklevel(),
+        stacklevel=level,
     )
 
 
-def _caller_stacklevel() -> int:
-    """``stacklevel`` that points a warning at the first frame outside slmtok and torch (the caller's
-    line), however many wrappers (``Tokenizer.encode``, ``torch.inference_mode``) lie between."""
-    inside = (str(Path(__file__).resolve().parent), str(Path(torch.__file__).resolve().parent))
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(inside):
+_PASS_THROUGH = ("slmtok.audio", "slmtok.tokenizer")
+
+
+def _caller_stacklevel() -> int | None:
+    """``stacklevel`` of the first frame past ``prepare``/``Tokenizer.encode`` and torch's wrappers
+    (``torch.inference_mode``): the caller's line; ``None`` when that caller is slmtok's own code."""
+    level, frame = 2, sys._getframe(2)  # 1: _warn_channels_assumed's caller (prepare)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module not in _PASS_THROUGH and module != "torch" and not module.startswith("torch."):
+            return None if module == "slmtok" or module.startswith("slmtok.") else level
         level, frame = level + 1, frame.f_back
     return level
 
@@ -211,7 +223,9 @@ def match_input(audio: Audio, info: InputInfo) -> Audio:
     Each item is resampled from ``audio.sample_rate`` to ``info.sample_rate`` with the same band-limited
     resampler ``prepare`` uses, mapped to ``info.channels`` channels (mono duplicated to every channel,
     several channels averaged to mono; ``AudioError`` for other counts), and trimmed or zero-padded to
-    exactly ``info.lengths[i]`` samples (what a tokenizer's frame grid added or cut is undone).
+    exactly ``info.lengths[i]`` samples (what a tokenizer's frame grid added or cut is undone). A
+    record more than 1 s (plus 1 %) longer than the decoded audio is refused (``AudioError``), so a
+    forged record cannot make it allocate more than the audio holds.
 
     Args:
         audio: decoded audio, ``wav`` ``[B, C, T]`` at the tokenizer's rate, ``lengths`` ``[B]``.
@@ -228,6 +242,13 @@ def match_input(audio: Audio, info: InputInfo) -> Audio:
     rate = check_sample_rate(info.sample_rate)
     if not 1 <= info.channels <= MAX_CHANNELS:
         raise AudioError(f"the input record has {info.channels} channels; expected 1 to {MAX_CHANNELS}")
+    for i, n in enumerate(info.lengths):  # a record far longer than the audio is not this audio's
+        have, want = int(audio.lengths[i]) / audio.sample_rate, n / rate
+        if want > have + 1.0 + 0.01 * have:
+            raise AudioError(
+                f"item {i}: the input record says {want:.6g} s but the decoded audio is {have:.6g} s; "
+                "it is not the record of this audio"
+            )
     width = max(info.lengths, default=0)
     out = torch.zeros(audio.batch_size, info.channels, width, dtype=audio.wav.dtype, device=audio.wav.device)
     for i, n in enumerate(info.lengths):

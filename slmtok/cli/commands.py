@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import threading
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -13,13 +15,13 @@ import torch
 
 import slmtok
 from slmtok.atomic import remove_orphans_of
-from slmtok.audio import write_audio
+from slmtok.audio import match_input, write_audio
 from slmtok.encoding import batches, check_readable, encode_items
 from slmtok.errors import OutputError, SlmtokError
-from slmtok.inputs import InputItem, collect
+from slmtok.inputs import NAME_EXTENSIONS, InputItem, collect, id_problem, strip_extension
 from slmtok.outputs import check_writable, folder_outputs
-from slmtok.tokenfile import SUFFIX, load_tokens, save_tokens
-from slmtok.types import Tokens
+from slmtok.tokenfile import SUFFIX, load_tokens, read_header, save_tokens
+from slmtok.types import Audio, Tokens
 
 AUDIO_OUTPUTS = (".wav", ".flac", ".ogg")
 KNOWN_FILE_SUFFIXES = {
@@ -83,18 +85,88 @@ def _device(text: str) -> torch.device:
     return device
 
 
+#: seconds between progress lines when stderr is not a terminal (logs, pipes, batch jobs)
+PROGRESS_EVERY = 10.0
+
+
 def _progress(total: int, label: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Progress of a command over ``total`` items, on stderr.
+
+    On a terminal: a rich bar (item count, elapsed and remaining time), removed when done. Elsewhere
+    (a log file, a pipe, a batch job): ``_LineProgress``, one plain line every ``PROGRESS_EVERY``
+    seconds while the work runs, so a long run is never silent. ``total`` may be ``None`` (unknown).
+    """
+    if not sys.stderr.isatty():
+        return _LineProgress(label, PROGRESS_EVERY)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=_stderr_console(),
         transient=True,
-        disable=total < 2 or not sys.stderr.isatty(),
     )
+
+
+class _LineProgress:
+    """The part of ``rich.progress.Progress`` the commands use (``add_task``, ``advance``, ``update``),
+    reported as plain lines to stderr: ``slmtok decode: 3/10 done, 20 s elapsed`` every ``every``
+    seconds from a daemon timer thread (a single long item is reported too), and a last line on exit if
+    the run lasted that long. Nothing is printed for runs shorter than ``every``."""
+
+    def __init__(self, label: str, every: float) -> None:
+        self.label, self.every = label, every
+        self.done, self.total = 0, None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+        self._printed = False
+
+    def __enter__(self) -> _LineProgress:
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._tick, name=f"slmtok-{self.label}-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if error is None and self._printed:
+            self._say("finished")
+
+    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
+        self.total = total
+        return 0
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.done += advance
+
+    def update(self, task: int, *, completed: float | None = None, total: float | None = None, **_: Any) -> None:
+        if completed is not None:
+            self.done = completed
+        if total is not None:
+            self.total = total
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every):
+            self._say("running")
+
+    def _say(self, state: str) -> None:
+        count = f"{self.done:g}" if self.total is None else f"{self.done:g}/{self.total:g}"
+        elapsed = time.monotonic() - self._start
+        print(f"slmtok {self.label}: {count} done, {elapsed:.0f} s elapsed ({state})", file=sys.stderr, flush=True)
+        self._printed = True
 
 
 def _stderr_console():
@@ -297,21 +369,93 @@ def _collect_token_files(paths: list[str]) -> list[InputItem]:
     return collect(paths, extensions=(SUFFIX,))
 
 
+def _item_names(item: InputItem, sources: list[str] | None, count: int) -> list[Path]:
+    """Output names (without suffix) for the ``count`` items of the token file ``item``.
+
+    Each is the file name of the item's recorded source without its audio extension (a segment
+    ``a.wav[0.5:1]`` gives ``a_0.5-1``, as ``slmtok.inputs`` names segments), in the token file's own
+    folder. Where a source is missing, unsafe (control characters, ``..``, nothing left) or repeats
+    (up to case), every item falls back to ``<file stem>.<index>``. ``folder_outputs`` confines and
+    compares the result again.
+    """
+    fallback = [item.name.with_name(f"{item.name.name}.{i}") for i in range(count)]
+    if not sources or len(sources) != count:
+        return fallback
+    names = []
+    for source in sources:
+        segment = re.fullmatch(r"(.*)\[([0-9.]+):([0-9.]*)\]", source, flags=re.DOTALL)
+        base = segment.group(1) if segment else source
+        leaf = re.split(r"[\\/]", base)[-1]
+        stem = strip_extension(Path(leaf), NAME_EXTENSIONS).name if leaf not in ("", ".", "..") else ""
+        if segment and stem:
+            stem = f"{stem}_{segment.group(2)}-{segment.group(3) or 'end'}"
+        if not stem or stem in (".", "..") or id_problem(stem):
+            return fallback
+        names.append(item.name.with_name(stem))
+    if len({n.name.casefold() for n in names}) != count:
+        return fallback
+    return names
+
+
+def _token_items(items: list[InputItem], max_seconds: float) -> list[tuple[InputItem, Tokens]]:
+    """Every item of every token file as ``(item, tokens of that one item)``: a single-item file keeps
+    its own name; a multi-item file (``save_tokens`` of a batch) gives one item per recorded source
+    (``_item_names``)."""
+    out = []
+    for item in items:
+        tokens = load_tokens(item.path, max_seconds=max_seconds)
+        if tokens.batch_size == 1:
+            out.append((item, tokens))
+            continue
+        names = _item_names(item, read_header(item.path).get("sources"), tokens.batch_size)
+        for i, name in enumerate(names):
+            part = InputItem(item.path, name, origin=f"{item.path}, item {i}")
+            out.append((part, tokens.select([i])))
+    return out
+
+
+def _check_input_records(entries: list[tuple[InputItem, Tokens]], max_seconds: float) -> None:
+    """For ``--match-input``: every item records its input, and that input is at most ``max_seconds``."""
+    for item, tokens in entries:
+        info = tokens.input
+        if info is None:
+            raise SlmtokError(
+                f"{item.where}: the token file does not record its input audio; decode without --match-input"
+            )
+        seconds = info.lengths[0] / info.sample_rate
+        if seconds > max_seconds:
+            raise SlmtokError(
+                f"{item.where}: the recorded input is {seconds:.4g} s, more than the limit of "
+                f"{max_seconds:g} s (raise it with --max-seconds)"
+            )
+
+
+def _matched(audio: Audio, index: int, tokens: Tokens, match: bool) -> tuple[torch.Tensor, int]:
+    """Item ``index`` of ``audio`` as ``[C, T]`` and its rate: as decoded, or in the format of the input
+    ``tokens`` were encoded from (``match``: rate, channels and exact length, ``slmtok.audio.match_input``)."""
+    one = Audio(audio.wav[index : index + 1], audio.lengths[index : index + 1], audio.sample_rate)
+    if match:
+        one = match_input(one, tokens.input)
+    return one.item(0), one.sample_rate
+
+
 def run_decode(args: Namespace) -> int:
     _check_batch_size(args.batch_size)
-    items = _collect_token_files(args.inputs)
-    outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
+    files = _collect_token_files(args.inputs)
     max_seconds = args.max_seconds
-    loaded = [
-        (item, out, load_tokens(item.path, max_seconds=max_seconds))
-        for item, out in zip(items, outputs, strict=True)
-    ]
-    for item, _, tokens in loaded:  # one audio file per token file: a batch file would be cut or mixed up
-        if tokens.batch_size != 1:
-            raise SlmtokError(
-                f"{item.path} holds {tokens.batch_size} items; decode takes one item per token file "
-                "(split it with slmtok.load_tokens(path).select([i]) and save_tokens)"
-            )
+    match = getattr(args, "match_input", False)
+    entries = _token_items(files, max_seconds)
+    out_path = Path(args.output)
+    if len(entries) > 1 and len(files) == 1 and out_path.suffix.lower() in AUDIO_OUTPUTS:
+        raise SlmtokError(
+            f"{files[0].path} holds {len(entries)} items, one audio file each: name an output folder, "
+            f"not the file {out_path}"
+        )
+    items = [item for item, _ in entries]
+    outputs = _plan_outputs(items, args.output, AUDIO_OUTPUTS, ".wav")
+    if match:
+        _check_input_records(entries, max_seconds)
+    loaded = [(item, out, tokens) for (item, tokens), out in zip(entries, outputs, strict=True)]
     tokenizers: dict[tuple, Any] = {}
     report, start = [], time.perf_counter()
     with _progress(len(items), "decode") as bar:
@@ -332,18 +476,26 @@ def run_decode(args: Namespace) -> int:
                     )
                 tok = tokenizers[key[:4]]
                 audio = tok.decode(Tokens.cat([t for _, _, t in members]), max_seconds=max_seconds)
-                for i, (item, out, _) in enumerate(members):
-                    write_audio(_ensure_folder(out), audio.item(i), audio.sample_rate)
+                for i, (item, out, tokens) in enumerate(members):
+                    wav, rate = _matched(audio, i, tokens, match)
+                    write_audio(_ensure_folder(out), wav, rate)
                     report.append(
-                        {"input": str(item.path), "output": str(out), "duration": audio.durations[i]}
+                        {
+                            "input": item.where,
+                            "output": str(out),
+                            "duration": wav.shape[-1] / rate,
+                            "sample_rate": rate,
+                            "channels": wav.shape[0],
+                        }
                     )
                     bar.advance(task)
     elapsed = time.perf_counter() - start
     if args.json:
-        _print_json({"files": len(items), "seconds": elapsed, "items": report})
+        _print_json({"files": len(files), "items": report, "seconds": elapsed})
     else:
+        what = f"{len(files)} file(s)" + (f", {len(items)} items," if len(items) != len(files) else "")
         print(
-            f"decoded {len(items)} file(s) in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}"
+            f"decoded {what} in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}"
         )
     return 0
 
@@ -373,7 +525,8 @@ def run_resynth(args: Namespace) -> int:
             t2 = time.perf_counter()
             encode_time += t1 - t0
             decode_time += t2 - t1
-            write_audio(_ensure_folder(target[item]), audio.item(0), audio.sample_rate)
+            wav, rate = _matched(audio, 0, tokens, getattr(args, "match_input", False))
+            write_audio(_ensure_folder(target[item]), wav, rate)
             duration = tokens.input.durations[0]
             seconds += duration
             frames += int(tokens.lengths[0])

@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=4 * 3600.0,
         help="refuse items that would decode to more audio than this, in seconds (default 14400 = 4 h)",
     )
+    p.add_argument(
+        "--match-input",
+        action="store_true",
+        help="write each item at its input's sample rate, channel count and exact length, as the token "
+        "file records them (default: the tokenizer's rate and channels)",
+    )
 
     p = sub.add_parser("resynth", help="encode and decode audio; print bitrate, tokens/s and speed")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or manifests")
@@ -121,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--n-codebooks", type=int, help="codebooks to emit (default: the card's)")
     p.add_argument("-b", "--batch-size", type=int, default=8, help="files per batch (default 8)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument(
+        "--match-input",
+        action="store_true",
+        help="write each output at its input's sample rate, channel count and exact length "
+        "(default: the tokenizer's rate and channels)",
+    )
 
     import importlib.util
 
