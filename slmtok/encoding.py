@@ -6,26 +6,106 @@ rate and channel count, encoded together, and handed back one at a time in input
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
+import torch
+
 from slmtok.audio import read_audio
-from slmtok.errors import SlmtokError
-from slmtok.inputs import InputItem
+from slmtok.errors import AudioError, SlmtokError
+from slmtok.inputs import InputItem, Source
 from slmtok.tokenizer import encode_list
 from slmtok.types import Tokens
 
 T = TypeVar("T")
 
 
+def read_item(item: InputItem) -> tuple[torch.Tensor, int]:
+    """The audio of ``item`` as float32 ``[C, T]`` and its sample rate (Hz): its segment of a file, or
+    of a tar member or dataset row (``item.source``). Raises ``AudioError`` naming the item."""
+    return read_input(item.path, item.source, start=item.start, duration=item.duration, label=item.label)
+
+
+def read_input(
+    path: str | os.PathLike,
+    source: Source | None,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    label: str | None = None,
+) -> tuple[torch.Tensor, int]:
+    """``read_audio`` for a file (``source`` ``None``) or for the bytes ``source`` names inside ``path``
+    (copied to a temporary file, so every format ``read_audio`` reads is read the same way; nothing is
+    ever extracted beside the input). ``start``/``duration`` in seconds."""
+    if source is None:
+        return read_audio(path, start=start, duration=duration)
+    label = label or f"{path}::{source.label}"
+    suffix = PurePosixPath(source.member if source.kind == "tar" else "").suffix
+    with tempfile.TemporaryDirectory(prefix="slmtok-") as folder:
+        if source.kind == "tar":
+            tmp = Path(folder) / f"audio{suffix if suffix.isascii() else ''}"
+            _copy_range(Path(path), source.offset, source.size, tmp, label)
+        else:
+            raw_name, data = _dataset_audio(Path(path), source, label)
+            suffix = PurePosixPath(raw_name or "").suffix
+            tmp = Path(folder) / f"audio{suffix if suffix.isascii() and len(suffix) < 16 else ''}"
+            tmp.write_bytes(data)
+        try:
+            return read_audio(tmp, start=start, duration=duration)
+        except AudioError as error:
+            raise AudioError(str(error).replace(str(tmp), label)) from None
+
+
+def _copy_range(path: Path, offset: int, size: int, target: Path, label: str) -> None:
+    """Copy ``size`` bytes at ``offset`` of ``path`` (a tar member's data) to ``target``."""
+    try:
+        with path.open("rb") as f:
+            if offset + size > os.fstat(f.fileno()).st_size:
+                raise AudioError(f"{label}: the tar file is shorter than its index says (truncated?)")
+            f.seek(offset)
+            with target.open("wb") as out:
+                left = size
+                while left:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise AudioError(f"{label}: the tar file ends inside this member")
+                    out.write(chunk)
+                    left -= len(chunk)
+    except OSError as error:
+        raise AudioError(f"{label}: cannot read ({error.strerror})") from None
+
+
+def _dataset_audio(folder: Path, source: Source, label: str) -> tuple[str | None, bytes]:
+    """The stored ``(path, bytes)`` of one row's audio in a ``save_to_disk`` folder."""
+    from slmtok.input_formats import need
+
+    datasets = need("datasets")
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+        ds = loaded[source.split] if source.split is not None else loaded
+        value = ds.data.column(source.member)[source.offset].as_py()
+    except Exception as error:  # noqa: BLE001 - the folder changed since it was listed
+        raise AudioError(f"{label}: cannot read the dataset row ({type(error).__name__}: {error})") from None
+    if not isinstance(value, dict) or not isinstance(value.get("bytes"), bytes):
+        raise AudioError(f"{label}: the row holds no audio bytes")
+    return value.get("path"), value["bytes"]
+
+
 def check_readable(items: list[InputItem]) -> None:
-    """Fail before any work if an input is not an audio file (reads headers only where possible).
+    """Fail before any work if an input is not an audio file (reads headers only where possible; items
+    inside tar files or datasets are read whole).
 
     Raises ``AudioError`` naming the first unreadable file.
     """
     import soundfile as sf
 
     for item in items:
+        if item.source is not None:
+            read_item(item)
+            continue
         try:
             sf.info(str(item.path))
         except Exception:  # noqa: BLE001 - not libsndfile's: let the full reader (FFmpeg) decide
@@ -49,7 +129,7 @@ def encode_items(
     Errors name the item (``path`` or ``path[start:end]``) they come from.
     """
     for batch in batches(items, batch_size):
-        loaded = [(item, *read_audio(item.path, start=item.start, duration=item.duration)) for item in batch]
+        loaded = [(item, *read_item(item)) for item in batch]
         groups: dict[tuple[int, int], list] = {}
         for item, wav, rate in loaded:
             groups.setdefault((rate, wav.shape[0]), []).append((item, wav))

@@ -8,8 +8,14 @@ and ``utt.1.wav``. Segments of one file are named with their exact start and end
 Manifests:
 - TSV: fairseq style (first line a root folder, then ``relative/path<TAB>n_samples``), or one path per
   line (extra tab-separated columns ignored), relative paths resolved against the manifest's folder;
+- TSV with a header row naming a ``path`` column (optional ``id``, ``offset``/``start``, ``duration``);
 - JSONL: one object per line with ``path`` (or ``audio_filepath``/``audio``), optional ``id``,
-  ``offset``/``start`` and ``duration`` (seconds).
+  ``offset``/``start`` and ``duration`` (seconds);
+- Kaldi ``wav.scp`` (with a ``segments`` file beside it), Lhotse cut manifests, folders written by
+  Hugging Face ``datasets.save_to_disk`` and WebDataset ``.tar`` shards: see ``slmtok.input_formats``.
+
+Items of a tar shard or a dataset are not files of their own: their ``source`` says where their bytes
+lie, and ``slmtok.encoding.read_item`` reads them.
 
 Names are checked again where outputs are placed (``slmtok.outputs``); an explicit ``id`` that could
 never be a safe output name (absolute, with ``..``, empty, control characters) is refused here already.
@@ -23,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Literal
 
 from slmtok.errors import SlmtokError
 
@@ -34,11 +41,54 @@ NAME_EXTENSIONS = (*AUDIO_EXTENSIONS, ".aac", ".aif", ".aiff", ".au", ".caf", ".
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where the bytes of an item that is not a file of its own lie, inside the item's ``path``.
+
+    - ``kind="tar"``: a member of an uncompressed tar file: ``member`` its name, ``offset`` the byte
+      offset of its data in the tar file, ``size`` its length in bytes;
+    - ``kind="hf"``: a row of a folder written by ``datasets.save_to_disk``: ``member`` the audio
+      column, ``offset`` the row index, ``split`` the split of a ``DatasetDict`` (``None``: a Dataset).
+    """
+
+    kind: Literal["tar", "hf"]
+    member: str
+    offset: int = 0
+    size: int = 0
+    split: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``member`` (tar) or ``split[row].column`` (dataset), as a person reads it."""
+        if self.kind == "tar":
+            return self.member
+        return f"{self.split + '/' if self.split else ''}row {self.offset}, column {self.member}"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "member": self.member, "offset": self.offset, "size": self.size,
+                "split": self.split}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Source:
+        """Inverse of ``to_dict``; ``ValueError`` for anything else."""
+        if not isinstance(data, dict) or set(data) != {"kind", "member", "offset", "size", "split"}:
+            raise ValueError("a source needs exactly kind, member, offset, size, split")
+        if data["kind"] not in ("tar", "hf") or not isinstance(data["member"], str):
+            raise ValueError(f"bad source kind or member: {data['kind']!r}, {data['member']!r}")
+        for key in ("offset", "size"):
+            if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:
+                raise ValueError(f"source {key} must be a whole number >= 0")
+        if data["split"] is not None and not isinstance(data["split"], str):
+            raise ValueError("source split must be a string or null")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class InputItem:
     """One unit of work: a file (or a segment of it, in seconds) and the relative name its output gets.
 
-    ``origin`` says where the item was listed (``train.jsonl, line 3``) for error messages; it takes
-    no part in comparisons.
+    ``source`` is set for items inside another file (a tar member, a dataset row): ``path`` is then the
+    tar file or dataset folder. ``origin`` says where the item was listed (``train.jsonl, line 3``) for
+    error messages; it takes no part in comparisons.
     """
 
     path: Path
@@ -46,14 +96,17 @@ class InputItem:
     start: float = 0.0
     duration: float | None = None
     origin: str | None = field(default=None, compare=False)
+    source: Source | None = None
 
     @property
     def label(self) -> str:
-        """The input as a person reads it: ``path`` or ``path[start:end]`` (seconds, exact)."""
+        """The input as a person reads it: ``path``, ``path::member`` (inside a tar file or dataset), or
+        either with ``[start:end]`` (seconds, exact)."""
+        text = str(self.path) if self.source is None else f"{self.path}::{self.source.label}"
         if self.start or self.duration is not None:
             end = "" if self.duration is None else segment_end(self.start, self.duration)
-            return f"{self.path}[{exact_seconds(self.start)}:{end}]"
-        return str(self.path)
+            return f"{text}[{exact_seconds(self.start)}:{end}]"
+        return text
 
     @property
     def where(self) -> str:
@@ -115,13 +168,19 @@ def collect(paths: list[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) ->
     Raises ``SlmtokError`` for a missing path, an empty folder, a bad manifest line, or two items with
     one name (which would write one output).
     """
+    from slmtok import input_formats as formats
+
     strip = tuple(dict.fromkeys((*extensions, *NAME_EXTENSIONS)))
+    audio = extensions == AUDIO_EXTENSIONS
     items: list[InputItem] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise SlmtokError(f"no such file or folder: {path}")
-        if path.is_dir():
+        kind = formats.detect(path) if audio else None
+        if kind is not None:
+            items += formats.read(kind, path, strip)
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
             if not found:
                 raise SlmtokError(f"no {'/'.join(e.lstrip('.') for e in extensions)} files under {path}")
@@ -142,10 +201,11 @@ def check_unique(items: list[InputItem]) -> None:
     for item in items:
         other = seen.setdefault(item.name, item)
         if other is not item:
-            same = other == item or (other.path.resolve(), other.start, other.duration) == (
+            same = other == item or (other.path.resolve(), other.start, other.duration, other.source) == (
                 item.path.resolve(),
                 item.start,
                 item.duration,
+                item.source,
             )
             what = "the same input is listed twice" if same else "two inputs would write the same output"
             raise SlmtokError(f"{what} ({item.name}): {other.where} and {item.where}")
@@ -169,6 +229,8 @@ def _read_tsv(manifest: Path, strip: tuple[str, ...]) -> list[InputItem]:
     first = lines[0][1].split("\t")
     if len(first) == 1 and Path(first[0]).is_dir():  # fairseq: first line is the root folder
         root, lines = Path(first[0]), lines[1:]
+    elif "path" in [column.strip().lower() for column in first] and not (root / first[0]).is_file():
+        return _read_tsv_table(manifest, [c.strip().lower() for c in first], lines[1:], strip)
     items = []
     for number, line in lines:
         rel = line.split("\t")[0]
@@ -178,6 +240,27 @@ def _read_tsv(manifest: Path, strip: tuple[str, ...]) -> list[InputItem]:
             raise SlmtokError(f"{where}: no such file {path}")
         items.append(InputItem(path, _path_name(rel, path, strip), origin=where))
     return items
+
+
+def _read_tsv_table(
+    manifest: Path, columns: list[str], lines: list[tuple[int, str]], strip: tuple[str, ...]
+) -> list[InputItem]:
+    """A TSV with a header row: ``path`` (relative to the manifest's folder), optional ``id``,
+    ``offset``/``start`` and ``duration`` (seconds); other columns are ignored."""
+    if len(set(columns)) != len(columns):
+        raise SlmtokError(f"{manifest}, line 1: a column name appears twice in the header")
+    rows = []
+    for number, line in lines:
+        values = line.split("\t")
+        if len(values) != len(columns):
+            raise SlmtokError(
+                f"{manifest}, line {number}: {len(values)} columns, but the header names {len(columns)}"
+            )
+        row = {key: value for key, value in zip(columns, values, strict=True) if value != ""}
+        rows.append((number, row))
+    if not rows:
+        raise SlmtokError(f"empty manifest: {manifest} (a header row and no entries)")
+    return [_row_item(manifest, number, row, strip) for number, row in rows]
 
 
 def _seconds(row: dict, *keys: str) -> float | None:
@@ -198,39 +281,53 @@ def _read_jsonl(manifest: Path, strip: tuple[str, ...]) -> list[InputItem]:
     for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{manifest}, line {number}"
         try:
             row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            raw = row.get("path") or row.get("audio_filepath") or row.get("audio")
-            if not isinstance(raw, str):
-                raise ValueError("no 'path'")
-            if "\x00" in raw:
-                raise ValueError("path contains a NUL character")
-            start = _seconds(row, "offset", "start") or 0.0
-            duration = _seconds(row, "duration")
-            if start < 0 or (duration is not None and duration <= 0):
-                raise ValueError(f"offset must be >= 0 and duration > 0, got {start} and {duration}")
-            ident = row.get("id")
-            if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
-                raise ValueError(f"id must be a string, got {ident!r}")
-        except (ValueError, AttributeError) as error:
-            raise SlmtokError(f"{where}: bad manifest entry ({error})") from None
-        path = Path(raw) if Path(raw).is_absolute() else manifest.parent / raw
-        if not path.exists():
-            raise SlmtokError(f"{where}: no such file {path}")
-        if ident is not None:
-            problem = id_problem(str(ident))
-            if problem:
-                raise SlmtokError(f"{where}: id {str(ident)!r} refused ({problem})")
-            name = Path(str(ident))
-        else:
-            name = _path_name(raw, path, strip)
-            if start or duration is not None:  # segments of one file need names of their own
-                end = "end" if duration is None else segment_end(start, duration)
-                name = name.with_name(f"{name.name}_{exact_seconds(start)}-{end}")
-        items.append(InputItem(path, name, start, duration, origin=where))
+        except ValueError as error:
+            raise SlmtokError(f"{manifest}, line {number}: bad manifest entry ({error})") from None
+        items.append(_row_item(manifest, number, row, strip))
     if not items:
         raise SlmtokError(f"empty manifest: {manifest}")
     return items
+
+
+def _row_item(manifest: Path, number: int, row: object, strip: tuple[str, ...]) -> InputItem:
+    """The item of one manifest row (a JSON object, or a TSV row under its header)."""
+    where = f"{manifest}, line {number}"
+    try:
+        if not isinstance(row, dict):
+            raise ValueError("not a JSON object")
+        raw = row.get("path") or row.get("audio_filepath") or row.get("audio")
+        if not isinstance(raw, str):
+            raise ValueError("no 'path'")
+        if "\x00" in raw:
+            raise ValueError("path contains a NUL character")
+        start = _seconds(row, "offset", "start") or 0.0
+        duration = _seconds(row, "duration")
+        if start < 0 or (duration is not None and duration <= 0):
+            raise ValueError(f"offset must be >= 0 and duration > 0, got {start} and {duration}")
+        ident = row.get("id")
+        if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
+            raise ValueError(f"id must be a string, got {ident!r}")
+    except (ValueError, AttributeError) as error:
+        raise SlmtokError(f"{where}: bad manifest entry ({error})") from None
+    path = Path(raw) if Path(raw).is_absolute() else manifest.parent / raw
+    if not path.exists():
+        raise SlmtokError(f"{where}: no such file {path}")
+    if ident is not None:
+        name = checked_name(str(ident), where)
+    else:
+        name = _path_name(raw, path, strip)
+        if start or duration is not None:  # segments of one file need names of their own
+            end = "end" if duration is None else segment_end(start, duration)
+            name = name.with_name(f"{name.name}_{exact_seconds(start)}-{end}")
+    return InputItem(path, name, start, duration, origin=where)
+
+
+def checked_name(ident: str, where: str) -> Path:
+    """``ident`` (an id from a manifest) as an output name; ``SlmtokError`` naming ``where`` if it could
+    never be a safe one (see ``id_problem``)."""
+    problem = id_problem(ident)
+    if problem:
+        raise SlmtokError(f"{where}: id {ident!r} refused ({problem})")
+    return Path(ident)
