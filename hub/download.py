@@ -251,10 +251,12 @@ def _record(
 
 
 def _offline_error(card: ModelCard, entry: CardFile, target: Path, why: str) -> OfflineError:
-    return OfflineError(
+    error = OfflineError(
         f"{card.name}: {entry.filename} is not in the cache and cannot be downloaded ({why}); "
         f"get it from {entry.location} and put it at {target}"
     )
+    error.why = why  # type: ignore[attr-defined] - the reason alone, for a message naming many files
+    return error
 
 
 def fetch(

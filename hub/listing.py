@@ -5,15 +5,22 @@ A card named like a registered codec or hybrid tokenizer (``dac-44khz``) describ
 gives with its published weights: sample rate, frame rate, codebooks (``default_codebooks`` of them by
 default, ``codebooks`` at most), channels, and the weights' URL and sha256. Bitrate and tokens/s are
 computed from those, as ``TokenizerCard`` computes them from a loaded model.
+
+``needed_files`` lists every file a tokenizer needs (what ``slmtok download NAME`` fetches: a semantic
+bundle's feature-extractor checkpoint, k-means and unit vocoder; a codec's card files) and
+``availability`` says, without loading or hashing anything, whether they are all in the cache and checked
+(an unchanged file with a cache-index record) and whether the upstream package is installed.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 from typing import Any
 
-from slmtok.hub.cards import get_card, has_card
-from slmtok.hub.download import fetch_info
+from slmtok.hub.cards import CardFile, ModelCard, get_card, has_card
+from slmtok.hub.download import cache_path, fetch_info, read_record
 
 KIND_OF_FAMILY = {"codec": "acoustic", "hybrid": "hybrid", "semantic": "semantic"}
 #: the file whose URL and digest the row shows (a semantic bundle's own file is its k-means)
@@ -59,4 +66,110 @@ def card_row(name: str, description: str = "") -> dict[str, Any] | None:
         "weights_sha256_prefix": card.file(role).sha256_prefix,
         "weights_verification": card.file(role).provenance,
         "weights_cached": weights["cached"],
+    }
+
+
+#: the upstream package (import name) a card-backed tokenizer runs on, by card family or name prefix
+UPSTREAM_PACKAGE = {
+    "encodec": "encodec",
+    "dac": "dac",
+    "snac": "snac",
+    "speechtokenizer": "speechtokenizer",
+    "semantic": "torchaudio",  # HuBERT features and the unit HiFi-GAN
+}
+
+
+@dataclass(frozen=True)
+class NeededFile:
+    """One file a tokenizer needs: its card, the card's entry, why it is needed and where it is cached."""
+
+    card: ModelCard
+    entry: CardFile
+    purpose: str
+    path: str
+
+    @property
+    def size(self) -> int | None:
+        """Bytes, as the card gives them (``None`` when it does not)."""
+        return self.entry.size
+
+
+def _features_card(features: str) -> str:
+    """The hub card of a FEATURES registry name (``hubert-base`` -> ``hubert-base-ls960``): the one
+    ``features`` card named ``<name>-...`` (no torch import), else the HuBERT variants table."""
+    from slmtok.hub.cards import list_cards
+
+    named = [c for c in list_cards(f"{features}-*") if get_card(c).family == "features"]
+    if len(named) == 1:
+        return named[0]
+    from slmtok.errors import SlmtokError
+    from slmtok.tokenizers.features.hubert import VARIANTS
+
+    if features not in VARIANTS:
+        raise SlmtokError(f"feature extractor {features!r} has no published checkpoint card")
+    return VARIANTS[features].card
+
+
+def needed_files(name: str | os.PathLike | ModelCard) -> list[NeededFile]:
+    """Every file tokenizer (or card) ``name`` needs, in download order.
+
+    A semantic bundle card: the feature extractor's checkpoint, the k-means file and the unit vocoder's
+    weights and config (when the card names one). Any other card: all of its files. ``CardError`` /
+    ``SlmtokError`` when ``name`` has no card."""
+    card = get_card(name)
+    picks: list[tuple[ModelCard, str, str]] = []
+    if card.family == "semantic":
+        from slmtok.tokenizers.semantic.published import spec_from_card
+
+        spec = spec_from_card(card)
+        picks.append((get_card(_features_card(spec.features)), "weights", "features"))
+        picks.append((card, "kmeans", "k-means"))
+        if spec.vocoder_card:
+            vocoder = get_card(spec.vocoder_card)
+            picks += [(vocoder, "weights", "vocoder"), (vocoder, "config", "vocoder")]
+    else:
+        picks = [(card, f.role, card.family) for f in card.files]
+    return [NeededFile(c, c.file(role), purpose, str(cache_path(c, role))) for c, role, purpose in picks]
+
+
+def upstream_package(card: ModelCard) -> str:
+    """The import name of the package a card-backed tokenizer runs on, or ``""``."""
+    return UPSTREAM_PACKAGE.get(card.family) or UPSTREAM_PACKAGE.get(card.name.split("-")[0], "")
+
+
+def availability(name: str) -> dict[str, Any]:
+    """Whether card-backed tokenizer ``name`` can be loaded here now, without downloading: ``available``
+    (every needed file cached and checked, and the package installed), ``reason`` (when not),
+    ``files_needed``, ``files_cached`` (checked), ``missing_files`` (paths), ``package`` and
+    ``package_installed`` (``importlib.util.find_spec``, nothing imported)."""
+    import importlib.util
+
+    card = get_card(name)
+    files = needed_files(card)
+    cached, unchecked, missing = [], [], []
+    for f in files:
+        if read_record(f.path) is not None:
+            cached.append(f)
+        elif os.path.lexists(f.path):
+            unchecked.append(f)
+        else:
+            missing.append(f)
+    package = upstream_package(card)
+    installed = not package or importlib.util.find_spec(package) is not None
+    reasons = []
+    if not installed:
+        reasons.append(f"package {package} is not installed")
+    if missing or unchecked:
+        noun = "file" if len(files) == 1 else "files"
+        absent = [f"{len(missing)} of {len(files)} {noun} not downloaded"] if missing else []
+        absent += [f"{len(unchecked)} not yet checked"] if unchecked else []
+        reasons.append(", ".join(absent) + f" (slmtok download {card.name})")
+    return {
+        "available": not reasons,
+        **({"reason": "; ".join(reasons)} if reasons else {}),
+        "files_needed": len(files),
+        "files_cached": len(cached),
+        "missing_files": [f.path for f in missing + unchecked],
+        "package": package,
+        "package_installed": installed,
     }

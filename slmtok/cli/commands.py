@@ -238,6 +238,10 @@ def run_list(args: Namespace) -> int:
     from slmtok.cli.table import codebook_shape, markdown_table, tokenizer_rows
 
     rows = tokenizer_rows(args.pattern)
+    if not rows:
+        from slmtok.errors import RegistryError
+
+        raise RegistryError(f"no tokenizer matches {args.pattern!r} (slmtok list shows them all)")
     if args.markdown:
         print(markdown_table(rows), end="")
         return 0
@@ -249,12 +253,14 @@ def run_list(args: Namespace) -> int:
 
     cells = []
     for r in rows:
-        if not r["available"]:
-            cells.append([r["name"], "-", "-", "-", "-", "-", "-", f"unavailable: {r['reason']}"])
+        if "kind" not in r:  # no card: it could not be loaded
+            cells.append([r["name"], "no", "-", "-", "-", "-", "-", "-", f"unavailable: {r['reason']}"])
             continue
+        here = "yes" if r["available"] else "download" if r.get("package_installed", True) else "no package"
         cells.append(
             [
                 r["name"],
+                here,
                 r["kind"],
                 f"{r['sample_rate']} Hz",
                 f"{r['frame_rate']:g}",
@@ -269,7 +275,7 @@ def run_list(args: Namespace) -> int:
     if not console.is_terminal:  # a pipe or a file: no terminal to fit, print whole rows
         console = Console(width=200)
     table = Table(title="slmtok tokenizers")
-    headers = ("name", "kind", "rate", "frames/s", "K x size", "kbps", "tokens/s")
+    headers = ("name", "usable", "kind", "rate", "frames/s", "K x size", "kbps", "tokens/s")
     widths = [max([len(header), *(len(c[i]) for c in cells)]) for i, header in enumerate(headers)]
     for header, width in zip(headers, widths, strict=True):
         table.add_column(header, no_wrap=True, min_width=width)

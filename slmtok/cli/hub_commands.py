@@ -67,6 +67,75 @@ def run_list(as_json: bool) -> int:
     return 0
 
 
+def _size(n: int | None) -> str:
+    """Bytes as a short decimal size (``79.5 MB``), or ``size unknown``."""
+    if n is None:
+        return "size unknown"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _plan(args: argparse.Namespace) -> list[Any]:
+    """The files to fetch, in order, each once: every file each tokenizer needs (a semantic bundle:
+    features checkpoint + k-means + unit vocoder), or with ``--role`` the card's files with those roles."""
+    from slmtok import hub
+    from slmtok.hub.download import cache_path
+    from slmtok.hub.listing import NeededFile, needed_files
+
+    plan: dict[str, NeededFile] = {}
+    for name in args.names:
+        if args.role:
+            card = hub.get_card(name)
+            files = [NeededFile(card, card.file(r), card.family, str(cache_path(card, r))) for r in args.role]
+        else:
+            files = needed_files(name)
+        for f in files:
+            plan.setdefault(f.path, f)
+    return list(plan.values())
+
+
+def _print_plan(plan: list[Any]) -> None:
+    from slmtok.hub.download import read_record
+
+    sizes = [f.size for f in plan if f.size is not None]
+    unknown = len(plan) - len(sizes)
+    total = _size(sum(sizes)) if sizes else ""
+    more = f" + {unknown} of unknown size" if unknown and sizes else " (sizes unknown)" if unknown else ""
+    print(f"{_plural(len(plan), 'file')}: {total}{more}")
+    width = max(len(f"{f.card.name}/{f.entry.filename}") for f in plan)
+    for f in plan:
+        state = "cached" if read_record(f.path) is not None else "to fetch"
+        print(
+            f"  {f.purpose:<9} {f.card.name + '/' + f.entry.filename:<{width}}  {_size(f.size):>12}  {state}"
+        )
+    sys.stdout.flush()
+
+
+def _failure(failed: list[tuple[Any, Exception]], total: int) -> Exception:
+    """One error naming every file that could not be fetched (URL and where to put it)."""
+    from slmtok.hub.errors import DownloadError, OfflineError
+
+    if len(failed) == 1:
+        return failed[0][1]
+    whys = {getattr(e, "why", "") for _, e in failed}
+    offline = all(isinstance(e, OfflineError) for _, e in failed)
+    if offline and len(whys) == 1:
+        files = "; ".join(f"{f.entry.location} -> {f.path}" for f, _ in failed)
+        return OfflineError(
+            f"{len(failed)} of {total} files are not in the cache and cannot be downloaded ({whys.pop()}); "
+            f"get them and put them at: {files}"
+        )
+    message = " | ".join(str(e) if f.path in str(e) else f"{e} (its place: {f.path})" for f, e in failed)
+    kind = OfflineError if offline else DownloadError
+    return kind(f"{len(failed)} of {total} files could not be fetched: {message}")
+
+
 def run_download(args: argparse.Namespace) -> int:
     if args.list:
         return run_list(args.json)
@@ -84,25 +153,31 @@ def run_download(args: argparse.Namespace) -> int:
                     f"{card.name} {role}: {'record dropped' if had else 'no record'}; file removed from the cache"
                 )
         return 0
-    report = []
+    plan = _plan(args)
+    if not args.json:
+        _print_plan(plan)
+    report, failed = [], []
     bar = _progress_bar()
-    for name in args.names:
-        card = hub.get_card(name)
-        roles = args.role or [f.role for f in card.files]
-        for role in roles:
-            entry = card.file(role)
+    for f in plan:
+        role = f.entry.role
+        try:
             if bar is None:
-                hub.fetch(card, role, offline=args.offline or None)
+                hub.fetch(f.card, role, offline=args.offline or None)
             else:
                 with bar:
-                    task = bar.add_task(f"{card.name} {entry.filename}", total=None)
+                    task = bar.add_task(f"{f.card.name} {f.entry.filename}", total=f.size)
                     hub.fetch(
-                        card,
+                        f.card,
                         role,
                         offline=args.offline or None,
                         progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
                     )
-            report.append(hub.fetch_info(card, role))
+        except (hub.OfflineError, hub.DownloadError, hub.ChecksumError) as error:
+            failed.append((f, error))
+            continue
+        report.append(hub.fetch_info(f.card, role))
+    if failed:
+        raise _failure(failed, len(plan))
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
