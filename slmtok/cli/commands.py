@@ -152,7 +152,9 @@ class _LineProgress:
     def advance(self, task: int, advance: float = 1) -> None:
         self.done += advance
 
-    def update(self, task: int, *, completed: float | None = None, total: float | None = None, **_: Any) -> None:
+    def update(
+        self, task: int, *, completed: float | None = None, total: float | None = None, **_: Any
+    ) -> None:
         if completed is not None:
             self.done = completed
         if total is not None:
@@ -165,7 +167,11 @@ class _LineProgress:
     def _say(self, state: str) -> None:
         count = f"{self.done:g}" if self.total is None else f"{self.done:g}/{self.total:g}"
         elapsed = time.monotonic() - self._start
-        print(f"slmtok {self.label}: {count} done, {elapsed:.0f} s elapsed ({state})", file=sys.stderr, flush=True)
+        print(
+            f"slmtok {self.label}: {count} done, {elapsed:.0f} s elapsed ({state})",
+            file=sys.stderr,
+            flush=True,
+        )
         self._printed = True
 
 
