@@ -423,3 +423,21 @@ def test_lengths_and_codes_out_of_place_are_refused(tokens, tmp_path):
         save_file({"codes": codes.short(), "lengths": lengths}, path, metadata=_meta(header))
         with pytest.raises(TokenFileError, match=match):
             slmtok.load_tokens(path)
+
+
+def test_format_1_checkpoint_paths_are_used_only_when_given(own_weights, tmp_path, capsys):
+    """A format-1 file names its checkpoint as given (here relative) with no sha256: never opened on the
+    file's word; ``--checkpoint`` supplies it, and the card hash still has to match."""
+    weights, _ = own_weights
+    header = read_header(DATA / "v1-mel-rvq-k2.slmtok")
+    header["tokenizer"]["options"] = {"checkpoint": "w/mel.safetensors", "trust": True}
+    tokens = slmtok.load_tokens(DATA / "v1-mel-rvq-k2.slmtok")
+    path = tmp_path / "v1.slmtok"
+    save_file(
+        {"codes": tokens.codes.short(), "lengths": tokens.lengths}, path, metadata=_meta(header, version=1)
+    )
+    out = tmp_path / "a.wav"
+    rc, err = _decode(capsys, str(path), "-o", str(out))
+    assert rc == 1 and "record no sha256" in err and "--checkpoint" in err and not out.exists()
+    rc, err = _decode(capsys, str(path), "-o", str(out), "--checkpoint", str(weights))
+    assert rc == 0 and out.is_file(), err
