@@ -142,14 +142,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_device(device: str) -> None:
+    """Refuse, in one line, a torch device this machine does not have (``cuda`` without a GPU, ``cuda:3``
+    with two, a misspelt name). ``cpu`` is accepted without importing torch."""
+    if device == "cpu":
+        return
+    import torch
+
+    from slmtok.errors import SlmtokError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SlmtokError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SlmtokError(f"--device {device}: no CUDA GPU is usable here; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            gpus = "1 GPU" if count == 1 else f"{count} GPUs"
+            raise SlmtokError(f"--device {device}: this machine has {gpus} (cuda:0 to cuda:{count - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise SlmtokError(f"--device {device}: Apple MPS is not available here; use --device cpu")
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe (``slmtok list | head -1``): point stdout at /dev/null, so that the interpreter's
+    last flush at exit does not fail again and print a traceback."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture): nothing to silence
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # (not for corpus runs: on Ray the device is the workers', on other machines)
+        if isinstance(getattr(args, "device", None), str) and not hasattr(args, "ray_address"):
+            check_device(args.device)
         if hasattr(args, "run"):
-            return args.run(args) or 0
-        from slmtok.cli import commands
+            code = args.run(args) or 0
+        else:
+            from slmtok.cli import commands
 
-        return getattr(commands, f"run_{args.command}")(args) or 0
+            code = getattr(commands, f"run_{args.command}")(args) or 0
+        sys.stdout.flush()  # a broken pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:  # the reader left (| head): stop quietly, as a program killed by SIGPIPE
+        _quiet_stdout()
+        return 141
     except KeyboardInterrupt:
         print("slmtok: interrupted", file=sys.stderr)
         return 130
