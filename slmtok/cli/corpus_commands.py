@@ -13,11 +13,23 @@ def register(sub) -> None:
         help="encode a whole corpus into sharded token files, resumable (local or Ray engine)",
         description="Encode every input into shards under OUT. Re-run the same command to resume a killed run.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="folders, audio files, .tsv/.jsonl manifests")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders, .tsv/.jsonl manifests, Kaldi wav.scp, Lhotse cuts, datasets folders, .tar",
+    )
     p.add_argument("-o", "--output", required=True, help="output folder (new, or a run to resume)")
     p.add_argument("-t", "--tokenizer", default="mel-rvq", help="tokenizer name (default mel-rvq)")
     p.add_argument(
         "-O", "--option", action="append", default=[], metavar="KEY=VALUE", help="tokenizer option"
+    )
+    p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format (recorded by sha256)")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="on a restart, encode again every shard with failed inputs (default: only inputs that failed "
+        "to read and are readable now)",
     )
     p.add_argument("-k", "--n-codebooks", type=int, help="codebooks to emit (default: the card's)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
@@ -44,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from slmtok.corpus import encode_corpus
 
     options = dict(_option(o) for o in args.option)
+    if args.checkpoint:
+        if "checkpoint" in options:
+            from slmtok.errors import SlmtokError
+
+            raise SlmtokError("give the checkpoint once: --checkpoint or -O checkpoint=..., not both")
+        options["checkpoint"] = args.checkpoint
     state = {"start": time.perf_counter(), "done": 0, "seconds": 0.0}
 
     def progress(result, plan) -> None:
@@ -75,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         actors=args.actors,
         progress=progress,
         warn=lambda message: print(f"slmtok: warning: {message}", file=sys.stderr, flush=True),
+        retry_failed=args.retry_failed,
     )
     if args.json:
         print(json.dumps(summary, indent=2))

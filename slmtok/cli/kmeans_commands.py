@@ -118,7 +118,7 @@ def run_fit(args: argparse.Namespace) -> int:
         + (f" layer {features.layer}" if hasattr(features, "layer") else "")
     )
     sampler = extract_samples(
-        [item.path for item in items],
+        items,
         features,
         out / "cache",
         budget=args.max_frames,

@@ -118,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     tok = _tokenizer(args)
-    files = [item.path for item in collect(args.inputs)]
+    files = collect(args.inputs)
     rate = tok.card.sample_rate
     hop = round(rate / tok.card.frame_rate)
     if abs(rate / hop - tok.card.frame_rate) > 1e-6:

@@ -5,27 +5,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from slmtok.atomic import atomic_path
 from slmtok.errors import SlmtokError
-from slmtok.inputs import InputItem, collect
+from slmtok.inputs import InputItem, Source, collect
+from slmtok.provenance import recorded_options, weights_records
 
 PLAN_VERSION = 1
 
 
 @dataclass(frozen=True)
 class CorpusItem:
-    """One input: ``id`` (unique, the output name), file ``path``, optional segment (seconds), and its
-    duration in seconds (``None`` when its header could not be read: it will fail when read)."""
+    """One input: ``id`` (unique, the output name), file ``path`` (absolute), optional segment (seconds),
+    its duration in seconds (``None`` when its header could not be read: it will fail when read), and
+    ``source`` (``slmtok.inputs.Source.to_dict``) for an item inside a tar file or dataset folder."""
 
     id: str
     path: str
     start: float = 0.0
     segment: float | None = None
     duration: float | None = None
+    source: dict[str, Any] | None = None
+
+    @property
+    def input_source(self) -> Source | None:
+        return None if self.source is None else Source.from_dict(self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored in ``plan.json``; ``source`` only where set, so plans of earlier versions keep their
+        fingerprint."""
+        data = asdict(self)
+        if self.source is None:
+            del data["source"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ class Plan:
             "options": self.options,
             "card_hash": self.card_hash,
             "n_codebooks": self.n_codebooks,
-            "shards": [[asdict(item) for item in shard] for shard in self.shards],
+            "shards": [[item.to_dict() for item in shard] for shard in self.shards],
         }
 
     @classmethod
@@ -60,25 +76,39 @@ class Plan:
         if data.get("version") != PLAN_VERSION:
             raise SlmtokError(f"corpus plan version {data.get('version')} is not {PLAN_VERSION}")
         shards = [[CorpusItem(**item) for item in shard] for shard in data["shards"]]
+        for item in (item for shard in shards for item in shard):
+            if item.source is not None:
+                try:
+                    Source.from_dict(item.source)
+                except ValueError as error:
+                    raise TypeError(f"item {item.id}: {error}") from None
         return cls(data["tokenizer"], data["options"], data["card_hash"], data["n_codebooks"], shards)
 
 
 def probe_duration(item: InputItem) -> float | None:
-    """Duration in seconds from the file header (soundfile, else FFmpeg), or ``None`` if unreadable."""
+    """Duration in seconds from the file header (soundfile, else FFmpeg; items in tar files and datasets
+    are read whole), or ``None`` if unreadable."""
+    from slmtok.encoding import read_input
+
     try:
+        if item.source is not None:
+            raise ValueError("not a file of its own")
         import soundfile as sf
 
         total = sf.info(str(item.path)).duration
     except Exception:  # noqa: BLE001 - not libsndfile's: ask FFmpeg
         try:
-            from slmtok.audio import read_audio
-
-            wav, rate = read_audio(item.path)
+            wav, rate = read_input(item.path, item.source)
             total = wav.shape[-1] / rate
         except Exception:  # noqa: BLE001 - recorded as a failure when the shard is encoded
             return None
     left = max(total - item.start, 0.0)
     return left if item.duration is None else min(item.duration, left)
+
+
+def _absolute(path: Path) -> str:
+    """``path`` made absolute against the working directory (symlinks kept as named)."""
+    return os.path.abspath(path)
 
 
 def make_plan(
@@ -95,7 +125,14 @@ def make_plan(
     if shard_size < 1:
         raise SlmtokError(f"--shard-size must be at least 1, got {shard_size}")
     items = [
-        CorpusItem(str(i.name.as_posix()), str(i.path), i.start, i.duration, probe_duration(i))
+        CorpusItem(
+            str(i.name.as_posix()),
+            _absolute(i.path),
+            i.start,
+            i.duration,
+            probe_duration(i),
+            None if i.source is None else i.source.to_dict(),
+        )
         for i in collect(inputs)
     ]
     items.sort(key=lambda it: (it.duration if it.duration is not None else -1.0, it.id))
@@ -111,27 +148,38 @@ def describe_request(
     card_hash: str,
     n_codebooks: int | None,
     shard_size: int,
+    absolute: bool = True,
 ) -> dict[str, Any]:
     """What a command asks for, in a form recorded with the plan and compared on every restart: the
-    tokenizer, its options and card hash, K, the shard size, and a sha256 over the inputs (id, path,
-    segment and file size of each)."""
+    tokenizer, its options (weights files by sha256, not by path) and card hash, K, the shard size, and a
+    sha256 over the inputs (id, absolute path, segment, source and file size of each).
+
+    ``absolute=False`` lists paths as given (how slmtok 0.x recorded them), to compare with such runs."""
     listing = []
     for i in collect(inputs):
         try:
             size = Path(i.path).stat().st_size
         except OSError:
             size = -1
-        listing.append([i.name.as_posix(), str(i.path), i.start, i.duration, size])
-    listing.sort()
-    return {
+        path = _absolute(i.path) if absolute else str(i.path)
+        row = [i.name.as_posix(), path, i.start, i.duration, size]
+        listing.append(row if i.source is None else [*row, i.source.to_dict()])
+    listing.sort(key=lambda r: r[0])  # ids are unique: the order of slmtok 0.x
+    weights = weights_records(recorded_options(options))
+    hashed = {w.option for w in weights}  # a weights file is its sha256, wherever it lies
+    kept = {k: v for k, v in options.items() if k not in hashed}
+    request = {
         "tokenizer": tokenizer,
-        "options": dict(options),
+        "options": kept,
         "card_hash": card_hash,
         "n_codebooks": n_codebooks,
         "shard_size": shard_size,
         "inputs": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
         "items": [{"id": r[0], "path": r[1], "start": r[2], "segment": r[3]} for r in listing],
     }
+    if weights:  # recorded only where there are local weights files, as runs before it recorded none
+        request["weights"] = sorted([w.option, w.index, w.sha256] for w in weights)
+    return request
 
 
 def request_changes(recorded: dict[str, Any], request: dict[str, Any]) -> list[str]:
@@ -143,6 +191,7 @@ def request_changes(recorded: dict[str, Any], request: dict[str, Any]) -> list[s
         "card_hash": "tokenizer weights (card hash)",
         "n_codebooks": "--n-codebooks",
         "shard_size": "--shard-size",
+        "weights": "weights files (sha256)",
     }
     for key, label in labels.items():
         if recorded.get(key) != request.get(key):
@@ -159,8 +208,9 @@ def request_changes(recorded: dict[str, Any], request: dict[str, Any]) -> list[s
 
 
 def save_plan(out: Path, plan: Plan, request: dict[str, Any] | None = None) -> None:
-    """Write ``plan.json``: the plan, its fingerprint and the request it was made for."""
-    data = {**plan.to_dict(), "fingerprint": plan.fingerprint()}
+    """Write ``plan.json``: the plan, its fingerprint, the request it was made for and the working
+    directory it was made in (paths are absolute; ``cwd`` is a record)."""
+    data = {**plan.to_dict(), "fingerprint": plan.fingerprint(), "cwd": os.getcwd()}
     if request is not None:
         data["request"] = request
     with atomic_path(out / "plan.json") as tmp:
@@ -187,3 +237,26 @@ def load_plan_and_request(out: Path) -> tuple[Plan | None, dict[str, Any] | None
     if "fingerprint" in data and data["fingerprint"] != plan.fingerprint():
         raise SlmtokError(f"corrupt corpus plan {path}: its content does not match its fingerprint")
     return plan, data.get("request")
+
+
+def is_relative(plan: Plan) -> bool:
+    """Whether ``plan`` lists paths relative to the folder it was started from (plans of slmtok 0.x)."""
+    return any(not os.path.isabs(item.path) for shard in plan.shards for item in shard)
+
+
+def made_absolute(plan: Plan, base: str) -> Plan:
+    """``plan`` with its relative paths taken from ``base``."""
+    shards = [
+        [CorpusItem(**{**item.to_dict(), "path": os.path.join(base, item.path)}) for item in shard]
+        for shard in plan.shards
+    ]
+    return Plan(plan.tokenizer, plan.options, plan.card_hash, plan.n_codebooks, shards)
+
+
+def recorded_cwd(out: Path) -> str | None:
+    """The working directory ``plan.json`` records (``None`` for plans that record none)."""
+    try:
+        value = json.loads((out / "plan.json").read_text()).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and os.path.isabs(value) else None

@@ -21,10 +21,18 @@ class ShardEncoder:
     """A Ray actor: one tokenizer, many shards."""
 
     def __init__(
-        self, out: str, plan: dict, tokenizer: str, options: dict, device: str, settings: dict
+        self,
+        out: str,
+        plan: dict,
+        tokenizer: str,
+        options: dict,
+        device: str,
+        settings: dict,
+        force: list[int] | None = None,
     ) -> None:
         import slmtok
 
+        self.force = set(force or ())
         self.out = Path(out)
         self.plan = Plan.from_dict(plan)
         self.settings = settings
@@ -34,7 +42,16 @@ class ShardEncoder:
         from slmtok.corpus.shard import encode_shard
 
         results = [
-            asdict(encode_shard(self.tok, self.plan.shards[int(i)], int(i), self.out, **self.settings))
+            asdict(
+                encode_shard(
+                    self.tok,
+                    self.plan.shards[int(i)],
+                    int(i),
+                    self.out,
+                    force=int(i) in self.force,
+                    **self.settings,
+                )
+            )
             for i in batch["shard"]
         ]
         return {key: [r[key] for r in results] for key in results[0]} if results else {"shard": []}
@@ -51,8 +68,10 @@ def run_on_ray(
     address: str | None,
     actors: int | None,
     progress,
+    force: list[int] | None = None,
 ) -> list[ShardResult]:
-    """Encode the shards ``todo`` with Ray Data; returns their results."""
+    """Encode the shards ``todo`` with Ray Data (those in ``force`` even if complete); returns their
+    results."""
     try:
         import ray
     except ImportError:
@@ -82,6 +101,7 @@ def run_on_ray(
                 "options": options,
                 "device": "cuda" if use_gpu else "cpu",
                 "settings": settings,
+                "force": list(force or ()),
             },
             batch_size=1,
             concurrency=count,

@@ -15,13 +15,24 @@ from slmtok.atomic import TMP_SUFFIX, atomic_path, remove_orphans
 from slmtok.corpus.plan import (
     Plan,
     describe_request,
+    is_relative,
     load_plan_and_request,
+    made_absolute,
     make_plan,
+    recorded_cwd,
     request_changes,
     save_plan,
 )
-from slmtok.corpus.shard import ShardResult, check_shard, encode_shard, read_shard_header, shard_path
+from slmtok.corpus.shard import (
+    ShardResult,
+    check_shard,
+    encode_shard,
+    read_shard_header,
+    readable,
+    shard_path,
+)
 from slmtok.errors import SlmtokError
+from slmtok.provenance import PATH_OPTIONS
 from slmtok.runlock import LOCK_NAME, RunLock
 
 ENGINES = ("local", "ray")
@@ -43,6 +54,7 @@ def encode_corpus(
     actors: int | None = None,
     progress: Callable[[ShardResult, Plan], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Encode every input into sharded token files under ``out``; resume if ``out`` holds a run.
 
@@ -53,11 +65,14 @@ def encode_corpus(
         workers: reader threads that decode and resample audio ahead of the model.
         engine: ``"local"`` or ``"ray"`` (one tokenizer actor per GPU, or ``actors`` CPU actors).
         warn: where one-line warnings go (a damaged shard encoded again); default ``warnings.warn``.
+        retry_failed: on a restart, encode again every shard with failures. Without it, a shard is
+            encoded again when an input that could not be read can be read now.
 
     One run at a time per output folder: a second one is refused while the first holds the folder's
     lock. A restart checks that the command asks for what the run was started with (tokenizer, options,
     weights, K, shard size, inputs), removes the temporary files of a killed run, and encodes again every
-    shard that is missing, truncated or damaged.
+    shard that is missing, truncated or damaged. Paths are stored absolute, so a run resumes from any
+    working directory; local weights files (``checkpoint=`` ...) are compared by sha256.
 
     Returns:
         The summary written to ``out/summary.json``.
@@ -68,7 +83,7 @@ def encode_corpus(
         raise SlmtokError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     out = Path(out)
-    options = dict(options or {})
+    options = _absolute_paths(dict(options or {}))
     tok = slmtok.load(tokenizer, device=device, **options)
     request = describe_request(
         inputs,
@@ -86,17 +101,42 @@ def encode_corpus(
             remove_orphans(out, recursive=True)
             plan = _resume_or_plan(out, inputs, tok, tokenizer, n_codebooks, shard_size, request)
             created = False
+            settings = {"n_codebooks": n_codebooks, "batch_seconds": batch_seconds, "workers": workers}
             return _run(out, plan, tok, tokenizer, options, engine, device, ray_address, actors, progress,
-                        warn, {"n_codebooks": n_codebooks, "batch_seconds": batch_seconds, "workers": workers})  # fmt: skip
+                        warn, settings, retry_failed)  # fmt: skip
     finally:
         if created:  # planning failed in a folder this call made: leave nothing behind
             (out / LOCK_NAME).unlink(missing_ok=True)
             _rmdir_if_empty(out)
 
 
-def _run(out, plan, tok, tokenizer, options, engine, device, ray_address, actors, progress, warn, settings):
+def _absolute_paths(options: dict[str, Any]) -> dict[str, Any]:
+    """Load options with local weights paths made absolute (Ray actors may run elsewhere)."""
+    for key in PATH_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, (str, os.PathLike)) and str(value) and os.path.exists(value):
+            options[key] = os.path.abspath(value)
+    return options
+
+
+def _retry(out: Path, index: int, items, retry_failed: bool) -> str | None:
+    """Why shard ``index`` (complete) is encoded again, or ``None``: it has failures and
+    ``retry_failed``, or an input it could not read is readable now."""
+    failures = read_shard_header(shard_path(out, index))["failures"]
+    if not failures:
+        return None
+    if retry_failed:
+        return f"{len(failures)} failed input(s), --retry-failed"
+    by_id = {item.id: item for item in items}
+    now = [f["id"] for f in failures if f.get("stage", "read") == "read" and readable(by_id[f["id"]])]
+    return f"{len(now)} input(s) that failed to read are readable now" if now else None
+
+
+def _run(
+    out, plan, tok, tokenizer, options, engine, device, ray_address, actors, progress, warn, settings, retry
+):
     start = time.perf_counter()
-    todo = []
+    todo, force = [], []
     for i, items in enumerate(plan.shards):
         path = shard_path(out, i)
         if not path.exists():
@@ -104,17 +144,21 @@ def _run(out, plan, tok, tokenizer, options, engine, device, ray_address, actors
         elif (problem := check_shard(path, items)) is not None:
             warn(f"shard {i} ({path.relative_to(out)}) is damaged: {problem}; encoding it again")
             todo.append(i)
+        elif (why := _retry(out, i, items, retry)) is not None:
+            warn(f"shard {i} ({path.relative_to(out)}): {why}; encoding it again")
+            todo.append(i)
+            force.append(i)
     if engine == "local":
         results = []
         for i in todo:
-            results.append(encode_shard(tok, plan.shards[i], i, out, **settings))
+            results.append(encode_shard(tok, plan.shards[i], i, out, force=i in force, **settings))
             if progress is not None:
                 progress(results[-1], plan)
     else:
         from slmtok.corpus.ray_engine import run_on_ray
 
         results = run_on_ray(
-            plan, todo, out, tokenizer, options, device, settings, ray_address, actors, progress
+            plan, todo, out, tokenizer, options, device, settings, ray_address, actors, progress, force
         )
     return finish(out, plan, results, time.perf_counter() - start, engine)
 
@@ -139,6 +183,8 @@ def _rmdir_if_empty(out: Path) -> None:
 
 def _resume_or_plan(out: Path, inputs, tok, tokenizer, n_codebooks, shard_size, request) -> Plan:
     existing, recorded = load_plan_and_request(out)
+    if existing is not None and is_relative(existing):
+        return _resume_relative(out, existing, recorded, inputs, tok, tokenizer, n_codebooks, shard_size)
     if existing is None:
         _check_new_folder(out)  # again, under the lock
         plan = make_plan(
@@ -172,6 +218,57 @@ def _resume_or_plan(out: Path, inputs, tok, tokenizer, n_codebooks, shard_size, 
     if ids != sorted(item.id for shard in existing.shards for item in shard):
         raise SlmtokError(f"{out} holds a run over other inputs; choose a new output folder")
     return existing
+
+
+def _resume_relative(out: Path, existing: Plan, recorded, inputs, tok, tokenizer, n_codebooks, shard_size):
+    """Resume a run whose plan lists paths relative to where it was started (slmtok 0.x): from the
+    working directory it records, else only from the one it was started in; its plan is then stored
+    with absolute paths, so later restarts work from anywhere."""
+    base = recorded_cwd(out)
+    if base is None:
+        here = describe_request(
+            inputs,
+            tokenizer=tokenizer,
+            options=tok.load_options,
+            card_hash=tok.card.hash,
+            n_codebooks=n_codebooks,
+            shard_size=shard_size,
+            absolute=False,
+        )
+        missing = [
+            i.path
+            for s in existing.shards
+            for i in s
+            if not os.path.isabs(i.path) and not os.path.exists(i.path)
+        ]
+        if missing:
+            raise SlmtokError(
+                f"{out} was started by an older slmtok from another folder (its plan lists paths like "
+                f"{missing[0]!r} relative to it): run the same command once from that folder"
+            )
+        if recorded is not None and (changes := request_changes(recorded, here)):
+            raise SlmtokError(
+                f"{out} holds a run started with other settings ({'; '.join(changes)}): rerun the same "
+                "command to resume it, or choose a new output folder"
+            )
+        base = os.getcwd()
+    plan = made_absolute(existing, base)
+    request = describe_request(
+        inputs,
+        tokenizer=tokenizer,
+        options=tok.load_options,
+        card_hash=tok.card.hash,
+        n_codebooks=n_codebooks,
+        shard_size=shard_size,
+    )
+    planned = sorted((i.id, i.path, i.start, i.segment) for s in plan.shards for i in s)
+    asked = sorted((r["id"], r["path"], r["start"], r["segment"]) for r in request["items"])
+    if planned != asked:
+        raise SlmtokError(
+            f"{out} holds a run over other inputs: rerun the same command, or choose a new folder"
+        )
+    save_plan(out, plan, request)
+    return _resume_or_plan(out, inputs, tok, tokenizer, n_codebooks, shard_size, request)
 
 
 def finish(out: Path, plan: Plan, results: list[ShardResult], elapsed: float, engine: str) -> dict[str, Any]:

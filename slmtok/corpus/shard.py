@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from slmtok.atomic import atomic_path
-from slmtok.audio import convert_channels, read_audio, resample
+from slmtok.audio import convert_channels, resample
 from slmtok.corpus.plan import CorpusItem
 from slmtok.errors import SlmtokError
 from slmtok.tokenizer import encode_list
@@ -58,7 +58,9 @@ class _Loaded:
 def _load(item: CorpusItem, rate: int, channels: int) -> _Loaded:
     """Read and convert one input in a worker thread (resampling happens in the reader)."""
     try:
-        wav, orig_rate = read_audio(item.path, start=item.start, duration=item.segment)
+        from slmtok.encoding import read_input
+
+        wav, orig_rate = read_input(item.path, item.input_source, start=item.start, duration=item.segment)
         samples, orig_channels = wav.shape[-1], wav.shape[0]
         if not bool(torch.isfinite(wav).all()):
             raise SlmtokError("audio contains NaN or Inf samples")
@@ -66,6 +68,18 @@ def _load(item: CorpusItem, rate: int, channels: int) -> _Loaded:
         return _Loaded(item, wav, orig_rate, samples, orig_channels)
     except Exception as error:  # noqa: BLE001 - any unreadable input becomes a recorded failure
         return _Loaded(item, error=(str(error).splitlines() or [type(error).__name__])[0])
+
+
+def readable(item: CorpusItem) -> bool:
+    """Whether ``item`` reads now as audio without NaN/Inf samples (read whole): an input whose read
+    failed is then worth encoding again."""
+    from slmtok.encoding import read_input
+
+    try:
+        wav, _ = read_input(item.path, item.input_source, start=item.start, duration=item.segment)
+    except Exception:  # noqa: BLE001 - still unreadable
+        return False
+    return bool(torch.isfinite(wav).all())
 
 
 def _batches(
@@ -77,7 +91,9 @@ def _batches(
     longest = 0
     for entry in loaded:
         if entry.error is not None:
-            failures.append({"id": entry.item.id, "path": entry.item.path, "error": entry.error})
+            failures.append(
+                {"id": entry.item.id, "path": entry.item.path, "error": entry.error, "stage": "read"}
+            )
             continue
         n = entry.wav.shape[-1]
         if batch and max(longest, n) * (len(batch) + 1) > batch_seconds * rate:
@@ -98,11 +114,16 @@ def encode_shard(
     n_codebooks: int | None = None,
     batch_seconds: float = 120.0,
     workers: int = 2,
+    force: bool = False,
 ) -> ShardResult:
     """Encode ``items`` and atomically write shard ``index`` under ``out``; skip it if it exists and holds
-    exactly ``items`` (a truncated, corrupt or foreign shard file is encoded again and replaced)."""
+    exactly ``items`` (a truncated, corrupt or foreign shard file is encoded again and replaced), unless
+    ``force`` (failed inputs retried: the old shard stays until the new one replaces it).
+
+    Failures record ``stage``: ``read`` (the input could not be read) or ``encode`` (the tokenizer
+    refused it)."""
     path = shard_path(out, index)
-    if path.exists() and check_shard(path, items) is None:
+    if not force and path.exists() and check_shard(path, items) is None:
         header = read_shard_header(path)
         seconds = sum(i["duration"] for i in header["items"])
         return ShardResult(index, len(header["items"]), len(header["failures"]), seconds, 0.0, skipped=True)
@@ -120,7 +141,14 @@ def encode_shard(
                 results = [error]
             for entry, result in zip(batch, results, strict=True):
                 if isinstance(result, SlmtokError):
-                    failures.append({"id": entry.item.id, "path": entry.item.path, "error": str(result)})
+                    failures.append(
+                        {
+                            "id": entry.item.id,
+                            "path": entry.item.path,
+                            "error": str(result),
+                            "stage": "encode",
+                        }
+                    )
                 else:
                     encoded.append((entry, result))
     encoded.sort(key=lambda pair: pair[0].item.id)

@@ -26,18 +26,28 @@ BLOCK_FILES = 64
 def _block_key(files: list[Path], fingerprint: dict[str, Any], budget: int, seed: int, index: int) -> str:
     digest = hashlib.sha256(json.dumps([fingerprint, budget, seed, index], sort_keys=True).encode())
     for f in files:
-        stat = f.stat()
-        digest.update(f"{f.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode())
+        path = getattr(f, "path", f)  # a Path, or an InputItem (a segment, tar member or dataset row)
+        stat = path.stat()
+        part = "" if isinstance(f, Path) or f.label == str(f.path) else f"|{f.label}"
+        digest.update(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}{part}".encode())
     return digest.hexdigest()
+
+
+def _read(f):
+    """``[C, T]`` audio and rate of a file path, or of an ``slmtok.inputs.InputItem``."""
+    from slmtok.audio import read_audio
+    from slmtok.encoding import read_item
+
+    return read_audio(f) if isinstance(f, Path) else read_item(f)
 
 
 def file_features(path: Path, features) -> torch.Tensor | None:
     """``[T', D]`` features of one audio file (mono, at the extractor's rate); ``None`` if unreadable."""
-    from slmtok.audio import prepare, read_audio
+    from slmtok.audio import prepare
     from slmtok.errors import AudioError
 
     try:
-        wav, rate = read_audio(path)
+        wav, rate = _read(path)
     except AudioError:
         return None
     wav = prepare(wav, rate, None, target_rate=int(features.sample_rate), target_channels=1).wav[0, 0]
@@ -48,14 +58,14 @@ def _batch_features(files: list[Path], features) -> list[torch.Tensor]:
     """Features of several files: one padded ``extract`` call where the extractor batches (HuBERT)."""
     if not hasattr(features, "extract"):
         return [x for x in (file_features(f, features) for f in files) if x is not None]
-    from slmtok.audio import prepare, read_audio
+    from slmtok.audio import prepare
     from slmtok.batching import pad_stack
     from slmtok.errors import AudioError
 
     wavs = []
     for f in files:
         try:
-            wav, rate = read_audio(f)
+            wav, rate = _read(f)
         except AudioError:
             continue
         wavs.append(
@@ -106,7 +116,11 @@ def extract_samples(
             continue
         blob = save(
             {"keys": torch.from_numpy(sampler.keys.copy()), "rows": torch.from_numpy(sampler.rows.copy())},
-            metadata={"key": key, "seen": str(sampler.seen), "files": json.dumps([str(p) for p in block])},
+            metadata={
+                "key": key,
+                "seen": str(sampler.seen),
+                "files": json.dumps([getattr(p, "label", str(p)) for p in block]),
+            },
         )
         with atomic_path(path) as tmp:
             tmp.write_bytes(blob)

@@ -1,14 +1,15 @@
-"""The evaluation corpus of ``slmtok bench``: audio files in named subsets, with optional transcripts.
+"""The evaluation corpus of ``slmtok bench``: audio inputs in named subsets, with optional transcripts.
 
-``--data`` takes ``[SUBSET=]PATH`` entries, where ``PATH`` is
+``--data`` takes ``[SUBSET=]PATH`` entries, where ``PATH`` is anything ``slmtok encode`` takes (one
+collector, ``slmtok.inputs.collect``): an audio file, a folder (searched recursively), a TSV or JSONL
+manifest, a Kaldi ``wav.scp``, a Lhotse manifest, a ``datasets`` folder or a WebDataset ``.tar``. Besides:
 
-- an audio file or a folder (searched recursively); a transcript is read from a ``.txt`` file beside
-  each audio file with the same stem, if there is one;
-- a ``.jsonl`` manifest, one object per line: ``path`` (relative to the manifest's folder), and optional
-  ``id``, ``text`` (transcript), ``subset``, ``offset``/``start`` and ``duration`` (seconds).
+- a transcript is read from a ``.txt`` file beside each audio file with the same stem, if there is one;
+- a ``.jsonl`` manifest row may carry ``text`` (the transcript) and ``subset``.
 
 Subsets (e.g. ``real`` and ``synthetic``) are reported separately. The subset is ``SUBSET=`` if given,
-else the manifest's ``subset`` field, else the folder's (or file's) name.
+else the manifest's ``subset`` field, else the manifest's stem or the folder's (or file's folder's) name.
+Ids are ``subset/name``, ``name`` being the output name ``slmtok encode`` gives the input.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from slmtok.errors import SlmtokError
+from slmtok.inputs import AUDIO_EXTENSIONS, InputItem, Source, collect
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".g722")
+__all__ = ["AUDIO_EXTENSIONS", "CorpusItem", "corpus_fingerprint", "load_corpus"]
 
 
 @dataclass(frozen=True)
 class CorpusItem:
-    """One evaluation file: a unique ``id`` (``subset/relative/path``), the audio, and its transcript."""
+    """One evaluation input: a unique ``id`` (``subset/name``), the audio (a file, or ``source`` inside
+    the file ``path``: a tar member, a dataset row), a segment of it (seconds) and its transcript."""
 
     id: str
     path: Path
@@ -33,10 +36,12 @@ class CorpusItem:
     text: str | None = None
     start: float = 0.0
     duration: float | None = None
+    source: Source | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["path"] = str(self.path)
+        data["source"] = None if self.source is None else self.source.to_dict()
         return data
 
 
@@ -47,37 +52,30 @@ def _split(entry: str) -> tuple[str | None, Path]:
     return None, Path(entry)
 
 
-def _sidecar_text(path: Path) -> str | None:
-    txt = path.with_suffix(".txt")
+def _sidecar_text(item: InputItem) -> str | None:
+    if item.source is not None:
+        return None
+    txt = item.path.with_suffix(".txt")
     return txt.read_text(encoding="utf-8").strip() or None if txt.is_file() else None
 
 
-def _from_manifest(path: Path, subset: str | None) -> list[CorpusItem]:
-    items = []
+def _manifest_rows(path: Path) -> list[dict]:
+    """The rows of a JSONL manifest (for ``text`` and ``subset``), one per item ``collect`` gives."""
+    rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            raw = row.get("path") or row.get("audio_filepath") or row["audio"]
+            if not isinstance(row, dict) or not (
+                row.get("path") or row.get("audio_filepath") or row["audio"]
+            ):
+                raise KeyError("path")
         except (json.JSONDecodeError, KeyError, AttributeError):
             raise SlmtokError(f"{path}:{number}: expected a JSON object with a 'path'") from None
-        audio = Path(raw) if Path(raw).is_absolute() else path.parent / raw
-        if not audio.is_file():
-            raise SlmtokError(f"{path}:{number}: no such audio file {audio}")
-        name = subset or row.get("subset") or path.stem
-        ident = row.get("id") or str(Path(raw).with_suffix(""))
-        items.append(
-            CorpusItem(
-                id=f"{name}/{ident}",
-                path=audio,
-                subset=name,
-                text=row.get("text"),
-                start=float(row.get("offset", row.get("start", 0.0)) or 0.0),
-                duration=None if row.get("duration") is None else float(row["duration"]),
-            )
-        )
-    return items
+        text = row.get("text")
+        rows.append({"text": text if isinstance(text, str) else None, "subset": row.get("subset")})
+    return rows
 
 
 def load_corpus(entries: list[str]) -> list[CorpusItem]:
@@ -90,19 +88,35 @@ def load_corpus(entries: list[str]) -> list[CorpusItem]:
         subset, path = _split(entry)
         if not path.exists():
             raise SlmtokError(f"no such corpus path: {path}")
+        rows = None
         if path.is_file() and path.suffix.lower() == ".jsonl":
-            items.extend(_from_manifest(path, subset))
-        elif path.is_file():
-            name = subset or path.parent.name or "data"
-            items.append(CorpusItem(f"{name}/{path.stem}", path, name, _sidecar_text(path)))
+            from slmtok.input_formats import detect
+
+            rows = _manifest_rows(path) if detect(path) is None else None
+        found = collect([str(path)])
+        if path.is_dir():
+            default = path.resolve().name
+        elif path.suffix.lower() == ".scp":  # Kaldi: data/<set>/wav.scp
+            default = path.resolve().parent.name or "data"
+        elif path.suffix.lower() in AUDIO_EXTENSIONS:
+            default = path.parent.name or "data"
         else:
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-            if not files:
-                raise SlmtokError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {path}")
-            name = subset or path.resolve().name
-            for f in files:
-                rel = f.relative_to(path).with_suffix("")
-                items.append(CorpusItem(f"{name}/{rel.as_posix()}", f, name, _sidecar_text(f)))
+            default = path.stem.split(".")[0] or "data"
+        for k, item in enumerate(found):
+            row = rows[k] if rows is not None else {"text": None, "subset": None}
+            name = subset or (row["subset"] if isinstance(row["subset"], str) and row["subset"] else default)
+            text = row["text"] if rows is not None else _sidecar_text(item)
+            items.append(
+                CorpusItem(
+                    f"{name}/{item.name.as_posix()}",
+                    item.path,
+                    name,
+                    text,
+                    item.start,
+                    item.duration,
+                    item.source,
+                )
+            )
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -118,5 +132,8 @@ def corpus_fingerprint(items: list[CorpusItem]) -> str:
     digest = hashlib.sha256()
     for item in items:
         size = item.path.stat().st_size if item.path.exists() else -1
-        digest.update(json.dumps([item.id, item.text, item.start, item.duration, size]).encode())
+        record = [item.id, item.text, item.start, item.duration, size]
+        digest.update(
+            json.dumps(record if item.source is None else [*record, item.source.to_dict()]).encode()
+        )
     return digest.hexdigest()

@@ -123,11 +123,13 @@ class Bench:
     def _read(self, item: CorpusItem) -> tuple[torch.Tensor, int]:
         """The file's audio ``[C, T]`` and rate; the last few files are kept (each tokenizer reads them all)."""
         if item.id not in self._audio:
-            from slmtok.audio import read_audio
+            from slmtok.encoding import read_input
 
             if len(self._audio) >= AUDIO_CACHE:
                 self._audio.pop(next(iter(self._audio)))
-            self._audio[item.id] = read_audio(item.path, start=item.start, duration=item.duration)
+            self._audio[item.id] = read_input(
+                item.path, item.source, start=item.start, duration=item.duration
+            )
         return self._audio[item.id]
 
     def _row_key(self, tokenizer: str, card_hash: str, item: CorpusItem) -> str:

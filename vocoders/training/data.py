@@ -14,12 +14,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from slmtok.atomic import atomic_path
 from slmtok.errors import SlmtokError
+
+if TYPE_CHECKING:
+    from slmtok.inputs import InputItem
 
 
 @dataclass
@@ -64,31 +67,37 @@ class UnitCorpus:
         return cls(info["names"], units, audio, info["hop"], info["sample_rate"])
 
 
-def corpus_key(files: list[Path], tokenizer_hash: str) -> str:
-    """Identifies a (file list, tokenizer) pair for the cache."""
+def corpus_key(files: list[Path | InputItem], tokenizer_hash: str) -> str:
+    """Identifies a (file list, tokenizer) pair for the cache: each file's resolved path, size and mtime,
+    and for a segment, tar member or dataset row (an ``InputItem``) also which part of the file."""
     digest = hashlib.sha256(tokenizer_hash.encode())
     for f in files:
-        stat = f.stat()
-        digest.update(f"{f.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode())
+        path = f if isinstance(f, Path) else f.path
+        stat = path.stat()
+        part = "" if isinstance(f, Path) or f.label == str(f.path) else f"|{f.label}"
+        digest.update(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}{part}".encode())
     return digest.hexdigest()
 
 
 def build_corpus(
-    files: list[Path],
+    files: list[Path | InputItem],
     frame_units: Callable[[torch.Tensor], torch.Tensor],
     *,
     sample_rate: int,
     hop: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> UnitCorpus:
-    """Tokenize ``files`` with ``frame_units`` (``[T]`` audio at ``sample_rate`` -> ``[T']`` units)."""
+    """Tokenize ``files`` (paths, or ``InputItem``s: segments, tar members, dataset rows) with
+    ``frame_units`` (``[T]`` audio at ``sample_rate`` -> ``[T']`` units); items are named by their stem
+    (a path) or output name (an item)."""
     from slmtok.audio import prepare, read_audio
+    from slmtok.encoding import read_item
     from slmtok.errors import AudioError
 
     names, units, audio = [], [], []
     for i, path in enumerate(files):
         try:
-            wav, rate = read_audio(path)
+            wav, rate = read_audio(path) if isinstance(path, Path) else read_item(path)
         except AudioError:
             continue  # empty or unreadable prompt files exist in real corpora
         wav = prepare(wav, rate, None, target_rate=sample_rate, target_channels=1).wav[0, 0]
@@ -97,7 +106,7 @@ def build_corpus(
         u = frame_units(wav).long().cpu()
         n = u.numel() * hop
         a = wav[:n] if wav.numel() >= n else torch.nn.functional.pad(wav, (0, n - wav.numel()))
-        names.append(path.stem)
+        names.append(path.stem if isinstance(path, Path) else path.name.as_posix())
         units.append(u)
         audio.append(a.float().contiguous())
         if progress:
