@@ -272,8 +272,8 @@ def test_bench_folder_is_locked_and_orphans_are_removed(corpus, tmp_path):
 def test_leaderboard_renders_markdown_and_a_self_contained_page(bench_dir, tmp_path):
     md, page = write_site(bench_dir, tmp_path / "site", title="test board")
     text = md.read_text()
-    assert "| tokenizer | kind | kbps | tokens/s |" in text
-    assert "| mulaw-8bit | baseline | 128.00 | 16000 |" in text
+    assert "| tokenizer | kind | files ok | kbps | tokens/s |" in text
+    assert "| mulaw-8bit | baseline | 2/2 | 128.00 | 16000 |" in text
     assert f"`{UNAVAILABLE}`: OSError: weights unavailable" in text
     html = page.read_text()
     outside = html.replace('xmlns="http://www.w3.org/2000/svg"', "")

@@ -18,6 +18,7 @@ COLUMNS = (
     "log_mel_distance",
     "mcd",
     "f0_rmse_cents",
+    "vuv_error",
     "wer",
     "speaker_similarity",
     "dnsmos_ovrl",
@@ -54,6 +55,34 @@ def table_rows(summary: dict[str, Any], subset: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda a: order.index(a["tokenizer"]) if a["tokenizer"] in order else len(order))
 
 
+def files_cell(row: dict[str, Any]) -> str:
+    """``"ok/total"`` files of an aggregate (``"3/3"``; ``"0/3"`` when every file failed)."""
+    return f"{row['files']}/{row['files'] + row.get('failed', 0)}"
+
+
+def coverage(rows: list[dict[str, Any]], key: str) -> int:
+    """The most files any row's ``key`` metric covers (its ``n``); 0 when no row has it."""
+    return max((int(r["metrics"][key].get("n") or 0) for r in rows if key in r["metrics"]), default=0)
+
+
+def partial(rows: list[dict[str, Any]], row: dict[str, Any], key: str) -> bool:
+    """Whether ``row``'s ``key`` metric covers fewer files than another row's (so it is not comparable)."""
+    est = row["metrics"].get(key)
+    return est is not None and int(est.get("n") or 0) < coverage(rows, key)
+
+
+def failures(summary: dict[str, Any]) -> list[tuple[str, int, int, dict[str, list[str]]]]:
+    """Tokenizers with failed files: ``(key, n ok, n failed, {reason: [file ids]})``, in bench order."""
+    out = []
+    for agg in table_rows(summary, "all"):
+        if agg.get("failed"):
+            reasons: dict[str, list[str]] = {}
+            for e in agg.get("errors", []):
+                reasons.setdefault(e["error"], []).append(e["file"])
+            out.append((agg["tokenizer"], agg["files"], agg["failed"], reasons))
+    return out
+
+
 def kind_of(summary: dict[str, Any], key: str) -> str:
     for t in summary.get("tokenizers", []):
         if t["key"] == key:
@@ -62,16 +91,22 @@ def kind_of(summary: dict[str, Any], key: str) -> str:
 
 
 def markdown_table(summary: dict[str, Any], subset: str, columns: tuple[str, ...] = COLUMNS) -> str:
-    """One subset's table: tokenizer, kind, then every column that has a value."""
+    """One subset's table: tokenizer, kind, files scored / files, then every column that has a value.
+
+    A value that covers fewer files than the same column in another row is marked ``(n=N)``."""
     rows = table_rows(summary, subset)
     metrics = [METRIC_BY_KEY[c] for c in columns if any(c in r["metrics"] for r in rows)]
     better = {"higher": " ↑", "lower": " ↓"}
-    head = ["tokenizer", "kind", *(f"{m.label}{better.get(m.better, '')}" for m in metrics)]
+    head = ["tokenizer", "kind", "files ok", *(f"{m.label}{better.get(m.better, '')}" for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"*{r['tokenizer']}*" if r["tokenizer"] == ORIGINAL else r["tokenizer"]
-        cells = [name, kind_of(summary, r["tokenizer"])]
-        cells += [format_value(m, r["metrics"].get(m.key)) for m in metrics]
+        cells = [name, kind_of(summary, r["tokenizer"]), files_cell(r)]
+        for m in metrics:
+            text = format_value(m, r["metrics"].get(m.key))
+            if partial(rows, r, m.key):
+                text += f" (n={r['metrics'][m.key].get('n')})"
+            cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -85,10 +120,20 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         rows = table_rows(summary, subset)
         if not rows:
             continue
-        files = max((r["files"] for r in rows), default=0)
+        files = max((r["files"] + r.get("failed", 0) for r in rows), default=0)
         seconds = max((r["seconds"] for r in rows), default=0.0)
         out.append(f"### {subset}: {files} files, {seconds / 60:.1f} min\n\n")
         out.append(markdown_table(summary, subset) + "\n")
+    failed = failures(summary)
+    if failed:
+        out.append("Failed files (not in the aggregates above):\n\n")
+        for key, ok, n_failed, reasons in failed:
+            out.append(f"- `{key}`: {ok} ok / {n_failed} failed\n")
+            out.extend(
+                f"  - {reason} ({len(files)} file{'s' * (len(files) > 1)}: {', '.join(files)})\n"
+                for reason, files in reasons.items()
+            )
+        out.append("\n")
     missing = [t for t in summary.get("tokenizers", []) if t.get("status") != "ok"]
     if missing:
         out.append("Not run (cannot load here):\n\n")
@@ -100,7 +145,9 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         out.extend(f"- {g}: {b.get('reason', '')}\n" for g, b in off)
         out.append("\n")
     out.append(
-        f"Mean ±95 % bootstrap interval over files (WER, tokens/s and RTF are ratios of sums). "
+        f"Mean ±95 % bootstrap interval over the files scored (WER, tokens/s and RTF are ratios of sums); "
+        f"(n=N): the value covers only N files. F0 RMSE and correlation use frames voiced in both "
+        f"signals; VDE is the fraction of frames whose voicing differs. "
         f"Metrics at {summary.get('settings', {}).get('eval_rate', 16000)} Hz against the original; "
         f"*original* rows score the unprocessed audio. Device: {env.get('device', '?')}; "
         f"{env.get('created', '')}; corpus fingerprint {corpus.get('fingerprint', '')[:12]}.\n"

@@ -71,9 +71,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("si_sdr", "SI-SDR", "dB", "mean", ("si_sdr",), "higher", 1),
     Metric("log_mel_distance", "mel dist", "|d ln mel|", "mean", ("log_mel_distance",), "lower", 2),
     Metric("mcd", "MCD", "dB", "mean", ("mcd",), "lower", 2),
-    Metric("f0_rmse_cents", "F0 RMSE", "cents", "mean", ("f0_rmse_cents",), "lower", 0),
-    Metric("f0_corr", "F0 corr", "Pearson r", "mean", ("f0_corr",), "higher", 2),
-    Metric("vuv_error", "V/UV err", "fraction", "mean", ("vuv_error",), "lower", 3),
+    # F0 RMSE and correlation only see frames voiced in both signals, so a decoder that loses voicing
+    # scores well on them: VDE (frames whose voiced/unvoiced decision differs) stands beside them.
+    Metric(
+        "f0_rmse_cents", "F0 RMSE", "cents, frames voiced in both", "mean", ("f0_rmse_cents",), "lower", 0
+    ),
+    Metric("vuv_error", "VDE", "fraction of frames, voicing differs", "mean", ("vuv_error",), "lower", 3),
+    Metric("f0_corr", "F0 corr", "Pearson r, frames voiced in both", "mean", ("f0_corr",), "higher", 2),
     Metric("wer", "WER", "%", "ratio", ("wer_errors", "wer_words"), "lower", 1, 100, "content"),
     Metric("cer", "CER", "%", "ratio", ("cer_errors", "cer_chars"), "lower", 1, 100, "content"),
     Metric(
@@ -96,18 +100,23 @@ def aggregate(
     code_stats: dict[str, dict[str, dict[str, Any]]],
 ) -> list[dict[str, Any]]:
     """Aggregates per (tokenizer, subset), plus subset ``"all"``: ``{"tokenizer", "subset", "files",
-    "seconds", "metrics": {key: {"value", "low", "high", "n"}}}``; metrics without data are left out."""
+    "failed", "errors", "seconds", "metrics": {key: {"value", "low", "high", "n"}}}``.
+
+    ``files`` counts the files scored (status ``ok``), ``failed`` those that failed to encode or decode,
+    ``errors`` is ``[{"file", "error"}]`` for the failures; each metric's ``n`` is the number of files it
+    covers. A tokenizer that failed on every file keeps its entry (``files`` 0, no metrics), so it stays on
+    the page with its errors; metrics without data are left out."""
     out = []
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        if row.get("status") != "ok":
-            continue
         groups.setdefault((row["tokenizer"], row["subset"]), []).append(row)
         groups.setdefault((row["tokenizer"], "all"), []).append(row)
-    for (key, subset), members in sorted(groups.items()):
+    for (key, subset), group in sorted(groups.items()):
         info = tokenizers.get(key, {})
+        members = [r for r in group if r.get("status") == "ok"]
+        failed = [r for r in group if r.get("status") != "ok"]
         metrics: dict[str, Any] = {}
-        for m in METRICS:
+        for m in METRICS if members else ():
             estimate = None
             if m.how == "mean":
                 estimate = bootstrap_mean([r.get(m.fields[0]) for r in members])
@@ -132,6 +141,8 @@ def aggregate(
                 "tokenizer": key,
                 "subset": subset,
                 "files": len(members),
+                "failed": len(failed),
+                "errors": [{"file": r["file"], "error": r.get("error", "unknown error")} for r in failed],
                 "seconds": sum(r["seconds"] for r in members),
                 "metrics": metrics,
             }

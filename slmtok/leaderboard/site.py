@@ -15,7 +15,17 @@ from typing import Any
 
 from slmtok.atomic import atomic_path
 from slmtok.errors import OutputError
-from slmtok.leaderboard.markdown import format_value, kind_of, markdown_tables, subsets_of, table_rows
+from slmtok.leaderboard.markdown import (
+    coverage,
+    failures,
+    files_cell,
+    format_value,
+    kind_of,
+    markdown_tables,
+    partial,
+    subsets_of,
+    table_rows,
+)
 from slmtok.leaderboard.plots import FAMILY_COLOURS, Point, pareto_svg
 from slmtok.leaderboard.results import METRIC_BY_KEY, METRICS, ORIGINAL, read_results
 
@@ -30,8 +40,8 @@ PLOTS = (
 )
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;
-padding:0 16px;color:#222}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:100%;
+padding:0 16px;color:#222;box-sizing:border-box}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .meta{color:#555;font-size:13px}
 table.board{border-collapse:collapse;font-size:13px;margin:8px 0;white-space:nowrap}
@@ -46,7 +56,8 @@ svg .frame{fill:none;stroke:#999}svg .grid{stroke:#eee}svg .front{fill:none;stro
 svg .t{font-size:13px;font-weight:600}svg .lbl{font-size:10px;fill:#333}svg .err{stroke-width:1.5}
 .audio td{vertical-align:middle;padding:2px 8px}.audio audio{height:30px;width:260px}
 .fam{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
-.note{color:#555;font-size:12px;max-width:1000px}
+.note{color:#555;font-size:12px;max-width:90ch}
+.board td.partial{color:#777}.fail{color:#a22}
 """
 
 JS = r"""
@@ -86,10 +97,15 @@ def _metric_columns(rows: list[dict[str, Any]]) -> list:
 
 
 def _best(rows: list[dict[str, Any]], metric) -> float | None:
+    """The best value of ``metric`` among the tokenizers whose value covers the most files (at least two
+    such tokenizers); a value over fewer files is never called best."""
+    full = coverage(rows, metric.key)
     values = [
         r["metrics"][metric.key]["value"]
         for r in rows
-        if r["tokenizer"] != ORIGINAL and metric.key in r["metrics"]
+        if r["tokenizer"] != ORIGINAL
+        and metric.key in r["metrics"]
+        and int(r["metrics"][metric.key].get("n") or 0) == full
     ]
     if not values or not metric.better or len(values) < 2:
         return None
@@ -106,16 +122,19 @@ def _table(summary: dict[str, Any], subset: str) -> str:
     )
     out = [
         f'<div class="wrap"><table class="board" id="table-{escape(subset)}" data-subset="{escape(subset)}">',
-        f'<thead><tr><th data-key="tokenizer">tokenizer</th><th data-key="kind">kind</th>{head}</tr></thead><tbody>',
+        f'<thead><tr><th data-key="tokenizer">tokenizer</th><th data-key="kind">kind</th>'
+        f'<th data-key="files" title="files scored / files">files ok</th>{head}</tr></thead><tbody>',
     ]
     best = {m.key: _best(rows, m) for m in metrics}
     for r in rows:
         kind = kind_of(summary, r["tokenizer"])
         colour = FAMILY_COLOURS.get(kind, "#333")
         cls = ' class="reference"' if r["tokenizer"] == ORIGINAL else ""
+        fail = ' class="fail"' if r.get("failed") else ""
         cells = [
             f"<td>{escape(r['tokenizer'])}</td>",
             f'<td><span class="fam" style="background:{colour}"></span>{escape(kind)}</td>',
+            f'<td data-value="{r["files"]}"{fail}>{files_cell(r)}</td>',
         ]
         for m in metrics:
             est = r["metrics"].get(m.key)
@@ -126,10 +145,14 @@ def _table(summary: dict[str, Any], subset: str) -> str:
             tip = f"{m.label} ({m.unit}); n={est.get('n')}"
             if est.get("low") is not None:
                 tip += f"; 95% CI {est['low'] * m.scale:.4g} to {est['high'] * m.scale:.4g}"
-            mark = ' class="best"' if best[m.key] is not None and est["value"] == best[m.key] else ""
-            cells.append(
-                f'<td data-value="{value:.10g}" title="{escape(tip)}"{mark}>{escape(format_value(m, est))}</td>'
-            )
+            text = format_value(m, est)
+            if partial(rows, r, m.key):
+                mark, text = ' class="partial"', f"{text} (n={est.get('n')})"
+            elif best[m.key] is not None and est["value"] == best[m.key]:
+                mark = ' class="best"'
+            else:
+                mark = ""
+            cells.append(f'<td data-value="{value:.10g}" title="{escape(tip)}"{mark}>{escape(text)}</td>')
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -216,6 +239,17 @@ def render_html(
         parts.append(_table(summary, subset))
         if subset != "all":
             parts.append(_plots(summary, subset))
+    failed = failures(summary)
+    if failed:
+        parts.append('<h2>Failed files</h2><ul id="failed">')
+        for key, ok, n_failed, reasons in failed:
+            parts.append(f"<li><code>{escape(key)}</code>: {ok} ok / {n_failed} failed<ul>")
+            parts.extend(
+                f"<li>{escape(reason)} ({len(files)}: {escape(', '.join(files))})</li>"
+                for reason, files in reasons.items()
+            )
+            parts.append("</ul></li>")
+        parts.append("</ul>")
     missing = [t for t in summary.get("tokenizers", []) if t.get("status") != "ok"]
     if missing:
         parts.append('<h2>Not run</h2><ul id="unavailable">')
@@ -238,8 +272,11 @@ def render_html(
         parts.append(_audio(summary, rows, folder))
     parts.append(
         '<p class="note">Values: mean over files ± the larger half of a 95 % percentile-bootstrap interval '
-        "(files resampled); WER/CER, tokens/s and real-time factors are ratios of sums. Bold: best "
-        "tokenizer per column. Dashed line: Pareto front (no other tokenizer is both cheaper and better). "
+        "(files resampled); WER/CER, tokens/s and real-time factors are ratios of sums. Files ok: files scored "
+        "of the subset's files (failures are listed below and left out of the means). Bold: best tokenizer per "
+        "column among those whose value covers the most files; (n=N): a value over fewer files, never bold. "
+        "F0 RMSE and correlation use only frames voiced in both signals: read them with VDE (voicing decision "
+        "error). Dashed line: Pareto front (no other tokenizer is both cheaper and better). "
         "Peak MB is the memory added during encode or decode (sampled RSS on CPU). Click a header to sort (or link to <code>#sort=stoi:desc</code>).</p>"
     )
     data = json.dumps(summary.get("aggregates", [])).replace("</", "<\\/")

@@ -21,6 +21,12 @@ from typing import Any
 from slmtok.errors import SlmtokError
 
 EXTRA = "pip install 'slmtok[eval]'"
+#: webrtcvad 2.0.10 (imported by resemblyzer) reads its version with pkg_resources, which setuptools 81
+#: removed; the webrtcvad-wheels build provides the same module without it
+PKG_RESOURCES_HINT = (
+    "webrtcvad 2.0.10 imports pkg_resources, gone from setuptools>=81: "
+    "pip install --force-reinstall 'webrtcvad-wheels>=2.0.14' (slmtok[eval] lists it)"
+)
 
 
 class BackendUnavailable(SlmtokError, RuntimeError):
@@ -52,9 +58,27 @@ def require(module: str, distribution: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
+        missing = getattr(error, "name", None) or ""
+        if missing and missing.split(".")[0] != module.split(".")[0] and _installed(module):
+            # the package is there, but something it imports is not: say so, not "install it"
+            hint = PKG_RESOURCES_HINT if missing.split(".")[0] == "pkg_resources" else EXTRA
+            raise BackendUnavailable(
+                f"{distribution} is installed but cannot be imported: it needs {missing!r}, which is "
+                f"missing ({error.__class__.__name__}: {error}); {hint}"
+            ) from None
         raise BackendUnavailable(
             f"{distribution} is not installed ({error.__class__.__name__}: {error}); {EXTRA}"
         ) from None
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module``'s top-level package can be found (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def version_of(distribution: str) -> str:
