@@ -175,7 +175,7 @@ def describe_request(
         "n_codebooks": n_codebooks,
         "shard_size": shard_size,
         "inputs": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        "items": [{"id": r[0], "path": r[1], "start": r[2], "segment": r[3]} for r in listing],
+        "items": [{"id": r[0], "path": r[1], "start": r[2], "segment": r[3], "size": r[4]} for r in listing],
     }
     if weights:  # recorded only where there are local weights files, as runs before it recorded none
         request["weights"] = sorted([w.option, w.index, w.sha256] for w in weights)
@@ -200,11 +200,29 @@ def request_changes(recorded: dict[str, Any], request: dict[str, Any]) -> list[s
         old = {r["id"]: r for r in recorded.get("items", [])}
         new = {r["id"]: r for r in request.get("items", [])}
         added, removed = len(new.keys() - old.keys()), len(old.keys() - new.keys())
-        moved = sum(old[k] != new[k] for k in old.keys() & new.keys())
+        moved = sum(
+            any(old[k].get(f) != new[k].get(f) for f in ("path", "start", "segment"))
+            for k in old.keys() & new.keys()
+        )
         parts = [f"{n} {what}" for n, what in ((added, "added"), (removed, "removed"), (moved, "changed"))]
         detail = ", ".join(p for p in parts if not p.startswith("0 ")) or "files changed on disk (size)"
         changes.append(f"inputs ({detail})")
     return changes
+
+
+def resized(recorded: dict[str, Any], request: dict[str, Any]) -> set[str] | None:
+    """Ids of the inputs whose file size is all that differs between two requests, or ``None`` if
+    anything else differs (or the recorded request has no sizes: runs of slmtok 0.x)."""
+    plain = ("tokenizer", "options", "card_hash", "n_codebooks", "shard_size", "weights")
+    if any(recorded.get(k) != request.get(k) for k in plain):
+        return None
+    old = {r["id"]: r for r in recorded.get("items", [])}
+    new = {r["id"]: r for r in request.get("items", [])}
+    if old.keys() != new.keys() or any("size" not in r for r in old.values()):
+        return None
+    if any(old[k][f] != new[k][f] for k in old for f in ("path", "start", "segment")):
+        return None
+    return {k for k in old if old[k]["size"] != new[k]["size"]}
 
 
 def save_plan(out: Path, plan: Plan, request: dict[str, Any] | None = None) -> None:

@@ -21,6 +21,7 @@ from slmtok.corpus.plan import (
     make_plan,
     recorded_cwd,
     request_changes,
+    resized,
     save_plan,
 )
 from slmtok.corpus.shard import (
@@ -201,6 +202,9 @@ def _resume_or_plan(out: Path, inputs, tok, tokenizer, n_codebooks, shard_size, 
         return plan
     if recorded is not None:
         changes = request_changes(recorded, request)
+        if changes and _failed_files_changed(out, existing, recorded, request):
+            save_plan(out, existing, request)  # only inputs that failed changed: they are retried
+            changes = []
         if changes:
             raise SlmtokError(
                 f"{out} holds a run started with other settings ({'; '.join(changes)}): rerun the same "
@@ -218,6 +222,22 @@ def _resume_or_plan(out: Path, inputs, tok, tokenizer, n_codebooks, shard_size, 
     if ids != sorted(item.id for shard in existing.shards for item in shard):
         raise SlmtokError(f"{out} holds a run over other inputs; choose a new output folder")
     return existing
+
+
+def _failed_files_changed(out: Path, plan: Plan, recorded: dict, request: dict) -> bool:
+    """Whether the only change since the run started is the size of files whose inputs failed (a broken
+    file replaced): those are encoded again, nothing encoded goes stale."""
+    changed = resized(recorded, request)
+    if not changed:
+        return False
+    failed = set()
+    for i in range(len(plan.shards)):
+        path = shard_path(out, i)
+        if path.exists() and check_shard(path, plan.shards[i]) is None:
+            failed |= {f["id"] for f in read_shard_header(path)["failures"]}
+        else:  # not written yet: nothing of it was encoded
+            failed |= {item.id for item in plan.shards[i]}
+    return changed <= failed
 
 
 def _resume_relative(out: Path, existing: Plan, recorded, inputs, tok, tokenizer, n_codebooks, shard_size):
