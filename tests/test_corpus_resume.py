@@ -141,3 +141,39 @@ def test_corpus_of_a_webdataset_tar(tmp_path, capsys, monkeypatch, data):
     rc, summary, err = corpus(capsys, monkeypatch, tmp_path / "b", tmp_path / "a" / "s.tar", "-o", out,
                               "--shard-size", "2")  # fmt: skip
     assert rc == 0 and summary["shards_this_run"] == 1 and summary["encoded"] == 4, err
+
+
+def _legacy(out: Path, base: Path) -> None:
+    """Rewrite ``out/plan.json`` as slmtok 0.x wrote it: paths relative to ``base``, no ``cwd``, request
+    items without sizes; its fingerprint is sha256 of the sorted-keys JSON of the plan (the 0.x format)."""
+    data = json.loads((out / "plan.json").read_text())
+    for shard in data["shards"]:
+        for item in shard:
+            item["path"] = str(Path(item["path"]).relative_to(base))
+    listing = []
+    for row in data["request"]["items"]:
+        row["path"] = str(Path(row["path"]).relative_to(base))
+        listing.append([row["id"], row["path"], row["start"], row["segment"], row.pop("size")])
+    data["request"]["inputs"] = hashlib.sha256(json.dumps(sorted(listing)).encode()).hexdigest()
+    del data["cwd"]
+    plan = {k: data[k] for k in ("version", "tokenizer", "options", "card_hash", "n_codebooks", "shards")}
+    data["fingerprint"] = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    (out / "plan.json").write_text(json.dumps(data))
+
+
+def test_a_relative_plan_of_an_older_version(tmp_path, capsys, monkeypatch, data):
+    """Refused in one line from another folder; resumed from its own, and absolute from then on."""
+    run = ("--shard-size", "2")
+    rc, _, err = corpus(capsys, monkeypatch, tmp_path / "a", "data", "-o", "out", *run)
+    out = tmp_path / "a" / "out"
+    _legacy(out, tmp_path / "a")
+    (out / "shards" / "shard-00001.safetensors").unlink()
+    (tmp_path / "b").mkdir()
+    rc, _, err = corpus(capsys, monkeypatch, tmp_path / "b", data, "-o", out, *run)
+    assert rc == 1 and err.count("\n") == 1 and "from that folder" in err, err
+    rc, summary, err = corpus(capsys, monkeypatch, tmp_path / "a", "data", "-o", "out", *run)
+    assert rc == 3 and summary["shards_this_run"] == 1 and summary["encoded"] == 4, err
+    assert all(Path(p).is_absolute() for p in plan_paths(out))
+    (out / "shards" / "shard-00000.safetensors").unlink()
+    rc, summary, err = corpus(capsys, monkeypatch, tmp_path / "b", data, "-o", out, *run)
+    assert rc == 3 and summary["shards_this_run"] == 1 and summary["encoded"] == 4, err
