@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         required=True,
         metavar="[SUBSET=]PATH",
-        help="audio files, folders or .jsonl manifests (path, text, subset); subsets are reported apart",
+        help="what encode takes (audio files, folders, .tsv/.jsonl manifests, wav.scp, Lhotse cuts, datasets "
+        "folders, .tar shards); .jsonl rows may add text and subset; subsets are reported apart",
     )
     p.add_argument("-o", "--output", required=True, metavar="RESULTS", help="results folder")
     p.add_argument("--device", default="cpu", help="torch device for the tokenizers (default cpu)")
