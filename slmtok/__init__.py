@@ -67,4 +67,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+    """The public API, each name once (not the helpers this module imports, nor loaded submodules)."""
+    return sorted({*__all__, "__version__"})

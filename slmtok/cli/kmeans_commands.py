@@ -57,10 +57,16 @@ def register(subparsers: Any) -> None:
         help="faiss: when it fitted on a subsample (over 256 frames per unit), this many more iterations "
         "on every sampled frame (default 2)",
     )
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=0, help="seed of frame sampling and k-means (default 0)")
     f.add_argument("--batch-size", type=int, default=8, help="files per feature batch (default 8)")
     f.add_argument("--dedup", action="store_true", help="make the bundle deduplicate units by default")
     f.add_argument("--name", help="also register the bundle under this tokenizer name ($SLMTOK_HOME)")
+    f.add_argument(
+        "--replace-vocoder",
+        action="store_true",
+        help="-o is a bundle with a unit vocoder (trained on its old units, which new k-means units would "
+        "not fit): drop that link (the vocoder's files stay where they are); without it such a bundle is refused",
+    )
     f.add_argument("--json", action="store_true", help="print a JSON summary")
     f.set_defaults(run=run_fit)
 
@@ -70,8 +76,8 @@ def register(subparsers: Any) -> None:
     i.set_defaults(run=run_import)
 
     s = sub.add_parser("info", help="show a k-means file (slmtok safetensors or scikit-learn pickle)")
-    s.add_argument("path")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("path", help="a k-means file: slmtok .safetensors or a scikit-learn km.bin")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(run=run_info)
 
 
@@ -105,6 +111,7 @@ def run_fit(args: argparse.Namespace) -> int:
         raise SlmtokError("-k must be at least 2")
     items = collect(args.inputs)
     out = Path(args.output)
+    _check_vocoder_link(out, args.replace_vocoder)
     out.mkdir(parents=True, exist_ok=True)
     options = _feature_options(args)
     device = args.device or "cpu"
@@ -183,6 +190,26 @@ def run_fit(args: argparse.Namespace) -> int:
             f"wrote {out}: K={km.k}, D={km.dim}, inertia {km.info['inertia']:.5g}/frame; load with {summary['load']}"
         )
     return 0
+
+
+def _check_vocoder_link(out: Path, replace: bool) -> None:
+    """Refuse to re-fit k-means into a bundle whose unit vocoder was trained on its present units (the
+    new units would not fit it) unless ``--replace-vocoder`` says to drop that link."""
+    from slmtok.errors import SlmtokError
+    from slmtok.tokenizers.semantic.bundle import BUNDLE_FILE, read_bundle
+
+    if not (out / BUNDLE_FILE).exists():
+        return
+    vocoder = read_bundle(out).get("vocoder")
+    if vocoder and not replace:
+        raise SlmtokError(
+            f"{out} is a bundle with a unit vocoder ({vocoder}) trained on its present units; new k-means "
+            "units would not fit it: write to another folder, or pass --replace-vocoder to drop that link"
+        )
+    if vocoder:
+        _say(
+            f"dropping the vocoder link of {out} ({vocoder}): train one on the new units (slmtok vocoder train)"
+        )
 
 
 def run_import(args: argparse.Namespace) -> int:

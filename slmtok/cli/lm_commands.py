@@ -128,10 +128,14 @@ def run_prepare(args: argparse.Namespace) -> int:
         return 0
     train, valid = manifest["splits"]["train"], manifest["splits"]["valid"]
     unigram = manifest["unigram"]["valid_bits_per_second"]
+    from slmtok.cli.main import plural
+
     print(
-        f"{manifest['tokenizer']['name']} ({manifest['n_codebooks']} codebook(s), {manifest['pattern']['name']} pattern): "
-        f"train {train['utterances']} utterances, {train['audio_seconds']:.1f} s, {train['code_tokens']} tokens; "
-        f"valid {valid['utterances']} utterances, {valid['audio_seconds']:.1f} s"
+        f"{manifest['tokenizer']['name']} ({plural(manifest['n_codebooks'], 'codebook')}, "
+        f"{manifest['pattern']['name']} pattern): "
+        f"train {plural(train['utterances'], 'utterance')}, {train['audio_seconds']:.1f} s, "
+        f"{plural(train['code_tokens'], 'token')}; "
+        f"valid {plural(valid['utterances'], 'utterance')}, {valid['audio_seconds']:.1f} s"
         + (f"; unigram baseline {unigram:,.0f} bits/s" if unigram else "")
         + f" -> {args.output}"
     )

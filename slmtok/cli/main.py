@@ -26,6 +26,11 @@ COMMAND_MODULES = (
 )
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 file``, ``2 files`` (``words`` for an irregular plural)."""
+    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
+
+
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -36,8 +41,35 @@ def _option(text: str) -> tuple[str, Any]:
         return key.replace("-", "_"), value
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help when the help does not say its default already (and the
+    option takes a value whose default is not ``None``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        takes_value = action.nargs != 0 and (action.option_strings or action.nargs in ("?", "*"))
+        if (
+            takes_value
+            and default not in (None, argparse.SUPPRESS, [], "")
+            and "default" not in text.lower()
+            and "%(default)" not in text
+        ):
+            shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+            text += f" (default: {shown})"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose help shows defaults; sub-command parsers are made of it too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="slmtok",
         description="Speech tokenizers and codecs behind one interface: encode audio to tokens and back.",
     )
@@ -74,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
 
     p = sub.add_parser("info", help="show one tokenizer's card")
-    p.add_argument("name")
+    p.add_argument("name", help="tokenizer name (slmtok list shows them)")
     tokenizer_args(p, with_name=False)
     p.add_argument("--json", action="store_true", help="print JSON")
 

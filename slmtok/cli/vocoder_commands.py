@@ -47,17 +47,29 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument("--steps", type=int, default=20000, help="training steps (default 20000)")
     t.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
-    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--batch-size", type=int, default=8, help="segments per step (default 8)")
     t.add_argument(
         "--segment-seconds", type=float, default=0.56, help="training segment length (default 0.56)"
     )
     t.add_argument(
         "--disc-width", type=float, default=0.25, help="discriminator width (1.0 = published size)"
     )
-    t.add_argument("--learning-rate", type=float, default=2e-4)
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--validate-every", type=int, default=1000)
-    t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--learning-rate", type=float, default=2e-4, help="AdamW learning rate (default 0.0002)")
+    t.add_argument(
+        "--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)"
+    )
+    t.add_argument(
+        "--validate-every", type=int, default=1000, help="steps between validations (default 1000)"
+    )
+    t.add_argument(
+        "--log-every-seconds",
+        type=float,
+        default=30.0,
+        help="seconds between progress lines (default 30; 0 for none by time)",
+    )
+    t.add_argument(
+        "--log-every", type=int, help="also a progress line every this many steps (default: by time only)"
+    )
     t.add_argument("--validation-files", type=int, default=4, help="held-out files for validation samples")
     t.add_argument("--adversarial-start", type=int, default=0,
                    help="train with the mel loss alone for this many steps before the discriminators join")  # fmt: skip
@@ -65,7 +77,7 @@ def register(subparsers: Any) -> None:
         "--no-duration-predictor", action="store_true", help="train without the duration predictor"
     )
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    t.add_argument("--seed", type=int, default=1234)
+    t.add_argument("--seed", type=int, default=1234, help="seed of initialisation and batches (default 1234)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in OUT")
     t.add_argument(
         "--no-register", action="store_true", help="do not register the vocoder with the tokenizer"
@@ -74,7 +86,7 @@ def register(subparsers: Any) -> None:
     t.set_defaults(run=run_train)
 
     i = sub.add_parser("info", help="show a unit vocoder (folder or g_XXXXXXXX file)")
-    i.add_argument("path")
+    i.add_argument("path", help="a vocoder folder (config.json + g_XXXXXXXX) or a g_XXXXXXXX file")
     i.set_defaults(run=run_info)
 
 
@@ -143,6 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         validate_every=args.validate_every,
         log_every=args.log_every,
+        log_every_seconds=args.log_every_seconds or None,
         duration_predictor=not args.no_duration_predictor,
         adversarial_start=args.adversarial_start,
         seed=args.seed,
@@ -172,9 +185,14 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(
-            f"trained {summary['step']} steps -> {out} (validation mel L1 {summary['validation_mel_l1']:.4f})"
+        from slmtok.cli.main import plural
+
+        ended = (
+            f"stopped after {summary['seconds'] / 60:.1f} min (time limit) at step {summary['step']}"
+            if summary.get("stopped") == "time limit"
+            else f"trained {plural(summary['step'], 'step')}"
         )
+        print(f"{ended} -> {out} (validation mel L1 {summary['validation_mel_l1']:.4f})")
     return 0
 
 

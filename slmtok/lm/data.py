@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from slmtok.atomic import atomic_path, remove_orphans
-from slmtok.errors import OutputError, SlmtokError
+from slmtok.errors import CodesError, OutputError, SlmtokError
 from slmtok.lm.patterns import Pattern, make_pattern, pattern_from_dict
 
 FORMAT = "slmtok-lm-data"
@@ -118,7 +118,10 @@ def write_dataset(
     """
     folder = Path(out)
     if (folder / MANIFEST).exists() and not overwrite:
-        raise OutputError(f"{folder} already holds an LM data set; choose another folder or overwrite it")
+        raise OutputError(
+            f"{folder} already holds an LM data set; choose another folder, or replace it with --overwrite "
+            "(overwrite=True)"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -337,6 +340,24 @@ class TokenData:
 
 
 # ------------------------------------------------------------------------------------------ prepare
+def _first_codebooks(
+    utterances: Iterable[Utterance], info: dict[str, Any], n: int
+) -> tuple[Iterator[Utterance], dict[str, Any]]:
+    """Keep the first ``n`` codebooks (rows of ``codes [K, T]``) of token-file utterances: the coarse ones,
+    as encoding with ``n_codebooks=n`` gives them (an RVQ's first codebooks do not depend on how many
+    follow). ``CodesError`` when ``n`` is not in ``1..K``."""
+    k = len(info["codebook_sizes"])
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= k:
+        noun = "codebook" if k == 1 else "codebooks"
+        raise CodesError(f"-k/n_codebooks {n}: the token files hold {k} {noun}; choose 1 to {k}")
+
+    def cut() -> Iterator[Utterance]:
+        for utt in utterances:
+            yield Utterance(utt.name, torch.as_tensor(utt.codes)[:n], utt.seconds, utt.durations)
+
+    return cut(), {**info, "codebook_sizes": tuple(info["codebook_sizes"][:n])}
+
+
 def prepare(
     inputs: list[str] | None,
     out: str | os.PathLike,
@@ -368,6 +389,8 @@ def prepare(
         )
     else:
         names, utterances, info = token_source(tokens)
+        if n_codebooks is not None:
+            utterances, info = _first_codebooks(utterances, info, n_codebooks)
     total = len(names)
 
     def tracked() -> Iterator[Utterance]:

@@ -53,7 +53,8 @@ class TrainConfig:
     max_minutes: float | None = None
     checkpoint_every: int = 500
     validate_every: int = 1000
-    log_every: int = 50
+    log_every: int | None = None  # steps between progress lines (None: by time only)
+    log_every_seconds: float | None = 30.0  # seconds between progress lines (None: by steps only)
     duration_predictor: bool = True
     adversarial_start: int = 0  # steps of mel-loss-only training before the discriminators join
     seed: int = 1234
@@ -330,12 +331,18 @@ class VocoderTrainer:
         validating and logging on the way; always ends with a checkpoint and an export."""
         c = self.config
         start_step, start = self.step, time.monotonic()
+        logged = start
         target = c.steps if stop_after is None else min(c.steps, self.step + stop_after)
         last = {}
+        stopped = "steps"
         while self.step < target:
             last = self.train_step()
-            if self.step % c.log_every == 0 or self.step == target:
-                rate = (self.step - start_step) / max(time.monotonic() - start, 1e-9)
+            now = time.monotonic()
+            by_steps = bool(c.log_every) and self.step % c.log_every == 0
+            by_time = c.log_every_seconds is not None and now - logged >= c.log_every_seconds
+            if by_steps or by_time or self.step == start_step + 1 or self.step == target:
+                logged = now
+                rate = (self.step - start_step) / max(now - start, 1e-9)
                 self.log(
                     f"step {self.step}/{c.steps} | mel {last['mel']:.3f} | g {last['g']:.2f} | "
                     f"d {last['d']:.2f} | dur {last['dur']:.3f} | {rate:.2f} steps/s"
@@ -346,8 +353,14 @@ class VocoderTrainer:
             if self.step % c.checkpoint_every == 0:
                 self.save_checkpoint()
                 self.export()
-            if c.max_minutes is not None and time.monotonic() - start > 60 * c.max_minutes:
-                self.log(f"stopping at step {self.step}: the {c.max_minutes:g}-minute budget is spent")
+            if (
+                c.max_minutes is not None
+                and time.monotonic() - start > 60 * c.max_minutes
+                and self.step < target
+            ):
+                minutes = (time.monotonic() - start) / 60
+                stopped = "time limit"
+                self.log(f"stopped after {minutes:.1f} min (time limit) at step {self.step} of {c.steps}")
                 break
         validation = self.validate() if self.validation else math.nan
         self.save_checkpoint()
@@ -356,5 +369,6 @@ class VocoderTrainer:
             "step": self.step,
             "validation_mel_l1": validation,
             "seconds": time.monotonic() - start,
+            "stopped": stopped,  # "steps" (reached its step count) or "time limit" (max_minutes)
             **last,
         }
