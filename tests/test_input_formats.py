@@ -280,3 +280,25 @@ def test_kmeans_fit_reads_tar_members(tmp_path, capsys, voices):
     # every member contributed: MFCC frames at 100 frames/s of the whole audio (about, per file)
     seconds = sum(sf.info(v).duration for v in voices)
     assert abs(int(meta["seen"]) - 100 * seconds) < 10 * len(voices)
+
+
+def test_vocoder_corpus_reads_segments_and_tar_members(tmp_path, voices):
+    """``vocoder train`` used to read whole files (segments ignored; a tar file unreadable, skipped)."""
+    from slmtok.vocoders.training.data import build_corpus, corpus_key
+
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"r0 {voices[0]}\n")
+    (tmp_path / "segments").write_text("r0-a r0 0.1 0.6\n")
+    items = collect([str(scp), str(make_tar(tmp_path / "s.tar", voices[1:3]))])
+    rate, hop = 16000, 160
+
+    def units(wav: torch.Tensor) -> torch.Tensor:  # one unit per hop: enough to line up audio
+        return torch.zeros(wav.numel() // hop, dtype=torch.long)
+
+    corpus = build_corpus(items, units, sample_rate=rate, hop=hop)
+    assert corpus.names == ["r0-a", "shard0/0000", "shard0/0001"]
+    frames = [round(sf.info(voices[i]).duration * rate) // hop for i in (1, 2)]
+    assert [u.numel() for u in corpus.units] == [round(0.5 * rate) // hop, *frames]
+    # the cache key tells a segment from its whole file
+    whole = collect([str(voices[0])])
+    assert corpus_key(items[:1], "h") != corpus_key(whole, "h") == corpus_key([voices[0]], "h")
