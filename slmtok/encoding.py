@@ -6,6 +6,8 @@ rate and channel count, encoded together, and handed back one at a time in input
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -43,20 +45,46 @@ def read_input(
     if source is None:
         return read_audio(path, start=start, duration=duration)
     label = label or f"{path}::{source.label}"
-    suffix = PurePosixPath(source.member if source.kind == "tar" else "").suffix
-    with tempfile.TemporaryDirectory(prefix="slmtok-") as folder:
-        if source.kind == "tar":
-            tmp = Path(folder) / f"audio{suffix if suffix.isascii() else ''}"
-            _copy_range(Path(path), source.offset, source.size, tmp, label)
-        else:
-            raw_name, data = _dataset_audio(Path(path), source, label)
-            suffix = PurePosixPath(raw_name or "").suffix
-            tmp = Path(folder) / f"audio{suffix if suffix.isascii() and len(suffix) < 16 else ''}"
-            tmp.write_bytes(data)
+    with materialized(path, source, label) as tmp:
         try:
             return read_audio(tmp, start=start, duration=duration)
         except AudioError as error:
             raise AudioError(str(error).replace(str(tmp), label)) from None
+
+
+def header_seconds(path: str | os.PathLike, source: Source | None) -> float:
+    """Duration in seconds of a file or of the audio ``source`` names inside ``path``, from the header
+    where soundfile reads it, else by decoding it whole (FFmpeg). Raises ``AudioError``."""
+    import soundfile as sf
+
+    with contextlib.ExitStack() as stack:
+        file = Path(path) if source is None else stack.enter_context(materialized(path, source))
+        try:
+            return float(sf.info(str(file)).duration)
+        except Exception:  # noqa: BLE001 - not libsndfile's: let the full reader (FFmpeg) decide
+            wav, rate = read_audio(file)
+            return wav.shape[-1] / rate
+
+
+@contextlib.contextmanager
+def materialized(path: str | os.PathLike, source: Source, label: str | None = None) -> Iterator[Path]:
+    """The bytes ``source`` names inside ``path`` (a tar member, a dataset row) as a temporary file,
+    removed on exit; its name keeps the member's audio extension (FFmpeg needs it for G.722)."""
+    label = label or f"{path}::{source.label}"
+    with tempfile.TemporaryDirectory(prefix="slmtok-") as folder:
+        if source.kind == "tar":
+            tmp = Path(folder) / f"audio{_suffix(source.member)}"
+            _copy_range(Path(path), source.offset, source.size, tmp, label)
+        else:
+            raw_name, data = _dataset_audio(Path(path), source, label)
+            tmp = Path(folder) / f"audio{_suffix(raw_name or '')}"
+            tmp.write_bytes(data)
+        yield tmp
+
+
+def _suffix(name: str) -> str:
+    suffix = PurePosixPath(name).suffix
+    return suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 8 else ""
 
 
 def _copy_range(path: Path, offset: int, size: int, target: Path, label: str) -> None:
@@ -82,9 +110,9 @@ def _dataset_audio(folder: Path, source: Source, label: str) -> tuple[str | None
     """The stored ``(path, bytes)`` of one row's audio in a ``save_to_disk`` folder."""
     from slmtok.input_formats import need
 
-    datasets = need("datasets")
+    need("datasets")  # a missing package is its own one-line error
     try:
-        loaded = datasets.load_from_disk(str(folder))
+        loaded = _load_dataset(str(folder), _stamp(folder))
         ds = loaded[source.split] if source.split is not None else loaded
         value = ds.data.column(source.member)[source.offset].as_py()
     except Exception as error:  # noqa: BLE001 - the folder changed since it was listed
@@ -94,22 +122,30 @@ def _dataset_audio(folder: Path, source: Source, label: str) -> tuple[str | None
     return value.get("path"), value["bytes"]
 
 
+def _stamp(folder: Path) -> tuple[float, ...]:
+    """Modification times of a datasets folder's state files: a folder saved again is loaded again."""
+    names = ("state.json", "dataset_dict.json")
+    return tuple(os.stat(folder / n).st_mtime_ns for n in names if (folder / n).exists())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset(folder: str, stamp: tuple[float, ...]):
+    """``datasets.load_from_disk(folder)`` (memory-mapped), kept for the next rows of the same folder."""
+    from slmtok.input_formats import need
+
+    return need("datasets").load_from_disk(folder)
+
+
 def check_readable(items: list[InputItem]) -> None:
-    """Fail before any work if an input is not an audio file (reads headers only where possible; items
-    inside tar files or datasets are read whole).
+    """Fail before any work if an input is not an audio file (reads headers only where possible).
 
     Raises ``AudioError`` naming the first unreadable file.
     """
-    import soundfile as sf
-
     for item in items:
-        if item.source is not None:
-            read_item(item)
-            continue
         try:
-            sf.info(str(item.path))
-        except Exception:  # noqa: BLE001 - not libsndfile's: let the full reader (FFmpeg) decide
-            read_audio(item.path)
+            header_seconds(item.path, item.source)
+        except AudioError as error:
+            raise AudioError(f"{item.label}: {error}" if item.source is not None else str(error)) from None
 
 
 def batches(items: list[T], size: int) -> Iterator[list[T]]:

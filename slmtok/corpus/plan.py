@@ -86,22 +86,14 @@ class Plan:
 
 
 def probe_duration(item: InputItem) -> float | None:
-    """Duration in seconds from the file header (soundfile, else FFmpeg; items in tar files and datasets
-    are read whole), or ``None`` if unreadable."""
-    from slmtok.encoding import read_input
+    """Duration in seconds from the header (soundfile, else FFmpeg decodes it), of a file or of a tar
+    member or dataset row, or ``None`` if unreadable."""
+    from slmtok.encoding import header_seconds
 
     try:
-        if item.source is not None:
-            raise ValueError("not a file of its own")
-        import soundfile as sf
-
-        total = sf.info(str(item.path)).duration
-    except Exception:  # noqa: BLE001 - not libsndfile's: ask FFmpeg
-        try:
-            wav, rate = read_input(item.path, item.source)
-            total = wav.shape[-1] / rate
-        except Exception:  # noqa: BLE001 - recorded as a failure when the shard is encoded
-            return None
+        total = header_seconds(item.path, item.source)
+    except Exception:  # noqa: BLE001 - recorded as a failure when the shard is encoded
+        return None
     left = max(total - item.start, 0.0)
     return left if item.duration is None else min(item.duration, left)
 
