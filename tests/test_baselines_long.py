@@ -40,11 +40,13 @@ def test_chunked_encode_and_decode_match_whole_items(tok, speech_16k, monkeypatc
     assert corr > 0.97, f"log-mel correlation of chunked vs whole decode {corr:.3f}"
 
 
-def test_memory_does_not_grow_with_duration(tok, speech_16k, monkeypatch):
+def test_memory_does_not_grow_with_duration(speech_16k, monkeypatch):
     """On 02c346e decode memory grew linearly (0.8 GB at 5 min); in 100-frame pieces, 16 s of audio
-    must peak within 1.5x of 4 s."""
+    must peak within 1.5x of 4 s (without pieces: 40 vs 0 MiB added here). Two Griffin-Lim iterations
+    keep it fast; the memory per iteration is the same."""
     from slmtok.metrics.cost import PeakMemory
 
+    tok = slmtok.load("mel-rvq", griffin_lim_iters=2)
     monkeypatch.setattr(pieces, "CHUNK_FRAMES", 100)
     monkeypatch.setattr(pieces, "OVERLAP_FRAMES", 10)
     peaks = []
