@@ -86,3 +86,29 @@ def test_the_root_init_does_nothing_under_another_name(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.slow  # starts a Ray cluster (about 20 s)
+def test_in_a_ray_worker_started_from_the_parent(tmp_path):
+    """Ray starts its workers in the driver's folder with that folder first on ``sys.path``."""
+    pytest.importorskip("ray")
+    checkout = _checkout(tmp_path, with_root_init=True)
+    code = (
+        "import ray\n"
+        "ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)\n"
+        "@ray.remote\n"
+        "def probe():\n"
+        "    import slmtok, slmtok.tokenizers\n"
+        "    return slmtok.__file__, slmtok.tokenizers.__file__, slmtok.load.__module__\n"
+        "print('|'.join(ray.get(probe.remote())))\n"
+        "ray.shutdown()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1].split("|") == [
+        str(checkout / "slmtok" / "__init__.py"),
+        str(checkout / "tokenizers" / "__init__.py"),
+        "slmtok.api",
+    ]

@@ -72,7 +72,7 @@ def bench(tmp_path_factory):
     finally:
         TOKENIZERS.unregister(SOMETIMES)
         TOKENIZERS.unregister(ALWAYS)
-    return summary, out
+    return summary, out, folder
 
 
 def _agg(summary, key, subset="real"):
@@ -81,7 +81,7 @@ def _agg(summary, key, subset="real"):
 
 
 def test_failed_files_are_counted_with_their_reasons(bench):
-    summary, _ = bench
+    summary, _, _ = bench
     ok, some, none = (_agg(summary, k) for k in ("mulaw-8bit", SOMETIMES, ALWAYS))
     assert (ok["files"], ok["failed"]) == (3, 0)
     assert (some["files"], some["failed"]) == (2, 1)
@@ -94,9 +94,12 @@ def test_failed_files_are_counted_with_their_reasons(bench):
 
 
 def test_markdown_and_page_show_failures_and_keep_a_tokenizer_that_always_fails(bench, tmp_path):
-    summary, out = bench
+    summary, out, data = bench
     md_path, page_path = write_site(out, tmp_path / "site", title="t")
     md, page = md_path.read_text(), page_path.read_text()
+    # ids are relative to the data root: no absolute path of the data on the page or in the results
+    for text in (md, page, (out / res.ROWS).read_text(), (out / res.SUMMARY).read_text()):
+        assert str(data) not in text and str(data.resolve()) not in text
     table = markdown_table(summary, "real")
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert "files ok" in table.splitlines()[0]
