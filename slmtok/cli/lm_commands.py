@@ -26,7 +26,11 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("prepare", help="tokenize a corpus (or read .slmtok files) into LM token shards")
     p.add_argument(
-        "inputs", nargs="*", metavar="CORPUS", help="audio files, folders or .tsv/.jsonl manifests"
+        "inputs",
+        nargs="*",
+        metavar="CORPUS",
+        help="what encode takes: audio files, folders, .tsv/.jsonl manifests, wav.scp, Lhotse cuts, "
+        "datasets folders, .tar shards",
     )
     p.add_argument("--tokens", nargs="+", metavar="TOKENS", help=".slmtok files or folders instead of audio")
     p.add_argument("-o", "--output", required=True, help="data folder to write")
