@@ -145,6 +145,8 @@ def test_kmeans_fit_into_a_bundle_with_a_vocoder_refuses_or_drops_it_out_loud(ca
         "dropping the vocoder link" in err
         and json.loads((out / "bundle.json").read_text())["vocoder"] is None
     )
+    rc, text, _ = _cli(capsys, "kmeans", "info", str(out / "kmeans.safetensors"))
+    assert rc == 0 and "k: 4" in text and "None" not in text  # MFCC has no layer: not shown as None
 
 
 # ------------------------------------------------------------------------------------------ vocoder train

@@ -105,7 +105,7 @@ def test_cli_prepare_train_generate_on_deduplicated_units(tmp_path, prompts, cap
     data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "out" / "continued.wav"
     assert main(["lm", "prepare", *prompts, "-t", "mfcc-km", "-O", "dedup=true", "--pattern", "flatten",
                  "--valid-fraction", "0.25", "-o", str(data)]) == 0  # fmt: skip
-    assert "mfcc-km (1 codebook(s), flatten pattern)" in capsys.readouterr().out
+    assert "mfcc-km (1 codebook, flatten pattern)" in capsys.readouterr().out
     assert main(["lm", "train", str(data), "-o", str(run), "--steps", "8", "--block-size", "32",
                  "--batch-size", "4", "--warmup", "2", "--json"]) == 0  # fmt: skip
     summary = json.loads(capsys.readouterr().out)

@@ -16,6 +16,7 @@ import torch
 import slmtok
 from slmtok.atomic import remove_orphans_of
 from slmtok.audio import match_input, write_audio
+from slmtok.cli.main import plural
 from slmtok.encoding import batches, check_readable, encode_items
 from slmtok.errors import OutputError, SlmtokError
 from slmtok.inputs import NAME_EXTENSIONS, InputItem, collect, id_problem, strip_extension
@@ -80,7 +81,7 @@ def _device(text: str) -> torch.device:
             raise SlmtokError(f"--device {text}: no CUDA device is available here; use --device cpu")
         if device.index is not None and device.index >= count:
             raise SlmtokError(
-                f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+                f"--device {text}: only {plural(count, 'CUDA device')} here (cuda:0 to cuda:{count - 1})"
             )
     return device
 
@@ -371,7 +372,7 @@ def run_encode(args: Namespace) -> int:
         _print_json(report)
     else:
         print(
-            f"encoded {len(items)} file(s), {seconds:.1f} s of audio, with {tok.card.name} "
+            f"encoded {plural(len(items), 'file')}, {seconds:.1f} s of audio, with {tok.card.name} "
             f"in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}"
         )
     return 0
@@ -505,7 +506,7 @@ def run_decode(args: Namespace) -> int:
     if args.json:
         _print_json({"files": len(files), "items": report, "seconds": elapsed})
     else:
-        what = f"{len(files)} file(s)" + (f", {len(items)} items," if len(items) != len(files) else "")
+        what = plural(len(files), "file") + (f", {len(items)} items," if len(items) != len(files) else "")
         print(
             f"decoded {what} in {elapsed:.1f} s -> {outputs[0] if len(outputs) == 1 else Path(args.output)}"
         )
@@ -572,7 +573,7 @@ def run_resynth(args: Namespace) -> int:
         _print_json(report)
     else:
         print(
-            f"{tok.card.name}: {len(items)} file(s), {seconds:.2f} s of audio, {k} codebook(s), "
+            f"{tok.card.name}: {plural(len(items), 'file')}, {seconds:.2f} s of audio, {plural(k, 'codebook')}, "
             f"{bitrate / 1000:.2f} kbps, {report['tokens_per_second']:.0f} tokens/s; "
             f"encode RTF {report['encode_real_time_factor']:.3f}, decode RTF {report['decode_real_time_factor']:.3f}"
         )

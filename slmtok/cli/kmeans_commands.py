@@ -217,9 +217,8 @@ def run_import(args: argparse.Namespace) -> int:
 
     km = load(args.pickle)
     path = km.save(args.output, card=True)
-    print(
-        f"wrote {path}: K={km.k}, D={km.dim} (from {args.pickle}, sklearn {km.info.get('sklearn_version')})"
-    )
+    made_by = f", sklearn {km.info['sklearn_version']}" if km.info.get("sklearn_version") else ""
+    print(f"wrote {path}: K={km.k}, D={km.dim} (from {args.pickle}{made_by})")
     return 0
 
 
@@ -237,5 +236,6 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=str))
     else:
         for key, value in data.items():
-            print(f"{key}: {value}")
+            if value is not None and value != {}:  # unknown or empty: not shown (JSON keeps them)
+                print(f"{key}: {value}")
     return 0
