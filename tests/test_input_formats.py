@@ -302,3 +302,24 @@ def test_vocoder_corpus_reads_segments_and_tar_members(tmp_path, voices):
     # the cache key tells a segment from its whole file
     whole = collect([str(voices[0])])
     assert corpus_key(items[:1], "h") != corpus_key(whole, "h") == corpus_key([voices[0]], "h")
+
+
+def test_lm_prepare_reads_lhotse_cuts(tmp_path, capsys, voices):
+    """``lm prepare`` takes a Lhotse manifest: one utterance per cut, named by the cut id, as long as
+    the cut (Lhotse's duration is the reference)."""
+    from lhotse import CutSet, Recording, RecordingSet
+
+    recordings = RecordingSet.from_recordings(Recording.from_file(p) for p in voices)
+    cuts = CutSet.from_manifests(recordings=recordings).truncate(max_duration=0.7, offset_type="start")
+    cuts = CutSet.from_cuts(c.with_id(f"c{i}") for i, c in enumerate(cuts))
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    rc, _, err = run(capsys, "lm", "prepare", tmp_path / "cuts.jsonl.gz", "-o", tmp_path / "lm", "-t", TOKENIZER,
+                     "--valid-fraction", "0.25")  # fmt: skip
+    assert rc == 0, err
+    rows = []
+    for split in ("train", "valid"):
+        lines = (tmp_path / "lm" / f"{split}.tsv").read_text().splitlines()
+        rows += [dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:]]
+    assert sorted(r["name"] for r in rows) == ["c0", "c1", "c2", "c3"]
+    for row in rows:
+        assert abs(float(row["seconds"]) - cuts[row["name"]].duration) < 1e-3, row
