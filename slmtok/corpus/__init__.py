@@ -12,6 +12,12 @@ shards that are complete (a truncated or damaged shard is encoded again, with a 
 finishes with every input encoded exactly once; a restart that asks for something else (tokenizer,
 options, weights, K, shard size, inputs) is refused naming what changed. One run at a time per folder
 (an advisory lock, ``.slmtok.lock``); temporary files a killed run left are removed by the next.
+
+Paths in ``plan.json`` are absolute, so a run resumes from any working directory (a plan of slmtok 0.x,
+with relative paths, resumes from the folder it was started in and is stored absolute from then on).
+Local weights (``checkpoint=``) are compared by sha256, not by path. Inputs that failed are retried on a
+restart: those that failed to read when they read now (a broken file replaced: its new size is not a
+change of inputs), and every failed one with ``retry_failed=True`` (``--retry-failed``).
 """
 
 from __future__ import annotations
