@@ -250,6 +250,13 @@ def _record(
     return record
 
 
+def _offline_why(offline: bool | None) -> str:
+    """Why the network is not used: the caller said so, or the environment does."""
+    if offline:
+        return "offline: asked not to use the network (offline=True, --offline)"
+    return "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set"
+
+
 def _offline_error(card: ModelCard, entry: CardFile, target: Path, why: str) -> OfflineError:
     error = OfflineError(
         f"{card.name}: {entry.filename} is not in the cache and cannot be downloaded ({why}); "
@@ -284,7 +291,7 @@ def fetch(
     entry = card.file(role)
     target = cache_path(card, role)
     if is_offline(offline) and _regular(target) is None:
-        raise _offline_error(card, entry, target, "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set")
+        raise _offline_error(card, entry, target, _offline_why(offline))
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target):
         previous = index_record(target) or _legacy_sidecar(target)
@@ -309,7 +316,7 @@ def fetch(
             _warn_if_recorded(card, entry, target, record, first=previous is None)
             return target
         if is_offline(offline):
-            raise _offline_error(card, entry, target, "offline: SLMTOK_OFFLINE or HF_HUB_OFFLINE is set")
+            raise _offline_error(card, entry, target, _offline_why(offline))
         why = unreachable(entry.url or _hf_endpoint())
         if why:
             raise _offline_error(card, entry, target, f"no network: {why}")

@@ -234,3 +234,13 @@ def test_list_with_no_match_exits_non_zero(capsys):
     assert cli(["list", "NOMATCH"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NOMATCH" in err[0]
+
+
+def test_embedded_tokenizer_needs_no_download_and_offline_says_why(capsys, home):
+    """``mel-rvq`` has no weights to fetch: exit 0 (the old code: 'unknown model card'). ``--offline``
+    names itself as the reason (the old message blamed environment variables that were not set)."""
+    assert cli(["download", "mel-rvq"]) == 0
+    assert "nothing to download" in capsys.readouterr().out
+    assert cli(["download", "snac-24khz", "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert "--offline" in err and "HF_HUB_OFFLINE is set" not in err and err.count("\n") == 1

@@ -90,6 +90,10 @@ def _plan(args: argparse.Namespace) -> list[Any]:
 
     plan: dict[str, NeededFile] = {}
     for name in args.names:
+        if not args.role and _embedded(name):
+            if not args.json:
+                print(f"{name}: nothing to download (its weights are part of slmtok, or local files)")
+            continue
         if args.role:
             card = hub.get_card(name)
             files = [NeededFile(card, card.file(r), card.family, str(cache_path(card, r))) for r in args.role]
@@ -98,6 +102,17 @@ def _plan(args: argparse.Namespace) -> list[Any]:
         for f in files:
             plan.setdefault(f.path, f)
     return list(plan.values())
+
+
+def _embedded(name: str) -> bool:
+    """Whether ``name`` is a registered tokenizer without a model card (nothing to download)."""
+    from slmtok import hub
+
+    if hub.has_card(name) or name.endswith(".toml"):
+        return False
+    import slmtok
+
+    return name in slmtok.list_tokenizers()
 
 
 def _print_plan(plan: list[Any]) -> None:
@@ -154,6 +169,8 @@ def run_download(args: argparse.Namespace) -> int:
                 )
         return 0
     plan = _plan(args)
+    if not plan:
+        return 0
     if not args.json:
         _print_plan(plan)
     report, failed = [], []
