@@ -16,7 +16,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.py"
-SECTIONS = ("env", "gpu_tests", "P1", "P2", "P3", "P5", "P6", "P8")
+SECTIONS = ("env", "gpu_tests", "P1", "P2", "P6", "P5", "P8", "P3")
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -82,13 +82,14 @@ def test_kmeans_sections_have_the_figures_their_targets_need(smoke):
 
 def test_codec_section_compares_every_codec_with_its_upstream_package(smoke):
     p3 = smoke["sections"]["P3"]
+    assert p3["torch_threads"] == 1
     rows = {row["tokenizer"]: row for row in p3["codecs"]}
     assert set(rows) == {"encodec-24khz", "dac-16khz", "speechtokenizer", "snac-24khz"}, p3["not_measured"]
     for name, row in rows.items():
         assert row["speedup"] > 0 and row["frames"] > 0, name
         assert row["items_with_other_shape"] == 0, name
         assert row["slmtok_stack_batches"] is False, name  # CPU: exact mode
-        assert row["frames_with_different_codes"] <= 0.02 * row["frames"], name  # near-ties at 2 threads
+        assert row["frames_with_different_codes"] == 0, name  # smoke: one thread, codes equal upstream's
     assert "mimi" in p3["not_measured"]
 
 
@@ -131,6 +132,7 @@ def _common():
         "gpu_suite_common", ROOT / "benchmarks" / "gpu" / "common.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -88,13 +88,13 @@ def one_codec(ctx: Context, name: str, speech: list[torch.Tensor]) -> dict[str, 
     rate, channels = tok.card.sample_rate, tok.card.channels
     inputs = [prepare(x, 16000, target_rate=rate, target_channels=channels).wav for x in speech]  # [1, C, T]
     seconds = sum(x.shape[-1] for x in inputs) / rate
-    warm = inputs[0][..., :rate]
+    warm = inputs[0][..., :rate]  # [1, C, T]
     with torch.inference_mode():
-        encode_upstream(warm[None])
-        tok.encode(warm, rate)
+        encode_upstream(warm)
+        tok.encode(warm[0], rate)
         with timed(ctx.device) as t_up:
-            upstream = [encode_upstream(x[None]).cpu() for x in inputs]
-        batch = pad_stack([x for x in inputs])
+            upstream = [encode_upstream(x).cpu() for x in inputs]
+        batch = pad_stack([x[0] for x in inputs])  # [B, C, T]
         with timed(ctx.device) as t_ours:
             tokens = tok.encode(batch, rate, lengths=[x.shape[-1] for x in inputs])
     frames = differing = shape_mismatch = 0
@@ -128,23 +128,30 @@ def p3_codecs(ctx: Context, over_budget) -> dict[str, Any]:
     s = ctx.sizes
     speech = utterances(s.codec_utterances, s.codec_seconds, seed=0)
     rows, skipped, errors = [], [], {}
-    for name in s.codecs:
-        if over_budget():
-            skipped.append(name)
-            continue
-        try:
-            rows.append(one_codec(ctx, name, speech))
-        except Exception as exc:  # noqa: BLE001 - one codec's failure is recorded, the others still run
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            print(f"P3 {name}: {errors[name]}", file=sys.stderr)
-        if ctx.on_gpu:
-            torch.cuda.empty_cache()
+    threads = torch.get_num_threads()
+    if ctx.smoke and not ctx.on_gpu:  # README's exact condition: upstream on one thread gives slmtok's codes
+        torch.set_num_threads(1)
+    try:
+        for name in s.codecs:
+            if over_budget():
+                skipped.append(name)
+                continue
+            try:
+                rows.append(one_codec(ctx, name, speech))
+            except Exception as exc:  # noqa: BLE001 - one codec's failure is recorded, the others still run
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                print(f"P3 {name}: {errors[name]}", file=sys.stderr)
+            if ctx.on_gpu:
+                torch.cuda.empty_cache()
+    finally:
+        torch.set_num_threads(threads)
     worst = min((r["speedup"] for r in rows), default=None)
     differing = sum(r["frames_with_different_codes"] + r["items_with_other_shape"] for r in rows)
     return {
         "device": ctx.device,
         "device_name": device_name(ctx.device),
         "sizes": {"utterances": s.codec_utterances, "seconds": list(s.codec_seconds)},
+        "torch_threads": 1 if ctx.smoke and not ctx.on_gpu else threads,
         "codecs": rows,
         "not_measured": {**NOT_WRAPPED, **{n: "skipped: over budget" for n in skipped}, **errors},
         "target": target(

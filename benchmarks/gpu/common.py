@@ -34,6 +34,7 @@ class Sizes:
     hubert_variants: tuple[str, ...] = ("hubert-base", "hubert-large")  # P6
     hubert_layers: tuple[int, ...] = (6, 9, 12)
     hubert_utterances: int = 200
+    hubert_seconds: tuple[float, float] = (1.0, 20.0)
     hubert_batch: int = 16
     corpus_files: int = 400  # P8
     corpus_codec: str = "encodec-24khz"
@@ -61,6 +62,7 @@ class Sizes:
             lm_compile=False,
             hubert_variants=("hubert-base",),
             hubert_utterances=2,
+            hubert_seconds=(0.3, 0.5),
             hubert_batch=2,
             corpus_files=3,
             gpu_tests_timeout_s=120,

@@ -102,7 +102,6 @@ def _encode(ctx: Context, corpus: Path, out: Path, engine: str, options: dict) -
         "encoded": summary["encoded"],
         "audio_seconds": summary["audio_seconds"],
         "wall_s": elapsed,  # Ray: its start-up (ray.init, actor, model load) included
-
         "audio_hours_per_hour": summary["audio_seconds"] / elapsed,
         "gpu_utilisation": sampler.summary(),
     }
@@ -127,7 +126,9 @@ def p8_corpus(ctx: Context, over_budget) -> dict[str, Any]:
     runs, not_measured = {}, {}
     for engine in ("local", "ray"):
         if engine == "ray" and not s.corpus_ray:
-            not_measured[engine] = "not requested (--no-ray); the Ray engine's codes are tested in tests/test_corpus.py"
+            not_measured[engine] = (
+                "not requested (--no-ray); the Ray engine's codes are tested in tests/test_corpus.py"
+            )
         elif engine == "ray" and not _has_ray():
             not_measured[engine] = "Ray is not installed (pip install 'slmtok[ray]')"
         elif over_budget():

@@ -36,8 +36,7 @@ def one_variant(ctx: Context, variant: str, wavs: list[torch.Tensor]) -> dict[st
 
 def p6_hubert(ctx: Context, over_budget) -> dict[str, Any]:
     s = ctx.sizes
-    wavs = sorted(utterances(s.hubert_utterances, s.codec_seconds if ctx.smoke else (1.0, 20.0), seed=1),
-                  key=len)  # fmt: skip
+    wavs = sorted(utterances(s.hubert_utterances, s.hubert_seconds, seed=1), key=len)
     rows, skipped = [], {}
     for variant in ("hubert-base", "hubert-large"):
         if variant not in s.hubert_variants:
