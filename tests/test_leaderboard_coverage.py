@@ -66,12 +66,18 @@ def bench(tmp_path_factory):
     )
     slmtok.register_tokenizer(ALWAYS, _failing(None, "weights mismatch"), exist_ok=True)
     out = tmp_path_factory.mktemp("results")
+    said: list[str] = []
     try:
         specs = parse_specs(["mulaw-8bit", SOMETIMES, ALWAYS], slmtok.list_tokenizers())
-        summary = Bench(load_corpus([f"real={folder}"]), out, ScoreSettings(groups=("si_sdr",))).run(specs)
+        bench = Bench(
+            load_corpus([f"real={folder}"]), out, ScoreSettings(groups=("si_sdr",)), progress=said.append
+        )
+        summary = bench.run(specs)
     finally:
         TOKENIZERS.unregister(SOMETIMES)
         TOKENIZERS.unregister(ALWAYS)
+    assert f"{SOMETIMES}: real/b failed (RuntimeError: boom: bad frame)" in said  # said as it happens
+    assert sum(f"{ALWAYS}: real/" in m and "failed (RuntimeError: weights mismatch)" in m for m in said) == 3
     return summary, out, folder
 
 
@@ -104,6 +110,7 @@ def test_markdown_and_page_show_failures_and_keep_a_tokenizer_that_always_fails(
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert "files ok" in table.splitlines()[0]
     assert "| 3/3 |" in rows["mulaw-8bit"] and "| 2/3 |" in rows[SOMETIMES] and "| 0/3 |" in rows[ALWAYS]
+    assert "| 128.00 |" in rows[SOMETIMES] and " (n=2) |" in rows[SOMETIMES]  # a constant is not "partial"
     assert (
         f"- `{SOMETIMES}`: 2 ok / 1 failed" in md and "RuntimeError: boom: bad frame (1 file: real/b)" in md
     )

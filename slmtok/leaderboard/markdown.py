@@ -66,9 +66,12 @@ def coverage(rows: list[dict[str, Any]], key: str) -> int:
 
 
 def partial(rows: list[dict[str, Any]], row: dict[str, Any], key: str) -> bool:
-    """Whether ``row``'s ``key`` metric covers fewer files than another row's (so it is not comparable)."""
+    """Whether ``row``'s ``key`` metric covers fewer files than another row's (so it is not comparable);
+    never for a per-tokenizer constant (nominal bitrate, parameters)."""
     est = row["metrics"].get(key)
-    return est is not None and int(est.get("n") or 0) < coverage(rows, key)
+    return (
+        METRIC_BY_KEY[key].how != "card" and est is not None and int(est.get("n") or 0) < coverage(rows, key)
+    )
 
 
 def failures(summary: dict[str, Any]) -> list[tuple[str, int, int, dict[str, list[str]]]]:

@@ -224,6 +224,8 @@ class Bench:
                 for number, item in enumerate(self.items, 1):
                     self.progress(f"{spec.key}: {number}/{len(self.items)} {item.id}")
                     row = self._bench_file(spec, tok, item, scorer, done, histograms, seconds)
+                    if row.get("status") != "ok":
+                        self.progress(f"{spec.key}: {item.id} failed ({row.get('error', 'unknown error')})")
                     keep(row)
                 code_stats[spec.key] = {
                     subset: rates.codebook_stats(h, seconds[subset]) for subset, h in histograms.items() if h
