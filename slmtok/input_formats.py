@@ -175,6 +175,12 @@ def _read_lhotse(manifest: Path, strip: tuple[str, ...]) -> list[InputItem]:
             if recording is None:
                 raise SlmtokError(f"{where}: not a cut of one recording ({type(cut).__name__})")
             path = _file_source(recording, manifest, where)
+            channels = cut.channel if isinstance(cut.channel, list) else [cut.channel]
+            if recording.num_channels > 1 and sorted(channels) != list(range(recording.num_channels)):
+                raise SlmtokError(
+                    f"{where}: channel {cut.channel} of a {recording.num_channels}-channel recording; slmtok "
+                    "reads every channel of a file (down-mixed): split the channels into files first"
+                )
             items.append(InputItem(path, checked_name(cut.id, where), float(cut.start), float(cut.duration),
                                    origin=where))  # fmt: skip
     else:
@@ -183,6 +189,10 @@ def _read_lhotse(manifest: Path, strip: tuple[str, ...]) -> list[InputItem]:
 
 
 def _file_source(recording: Any, manifest: Path, where: str) -> Path:
+    if getattr(recording, "transforms", None):
+        raise SlmtokError(
+            f"{where}: the recording has transforms (speed, volume, resampling) slmtok cannot apply"
+        )
     sources = list(recording.sources)
     if len(sources) != 1:
         raise SlmtokError(f"{where}: {len(sources)} audio sources; slmtok reads recordings of one file")

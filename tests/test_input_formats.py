@@ -323,3 +323,25 @@ def test_lm_prepare_reads_lhotse_cuts(tmp_path, capsys, voices):
     assert sorted(r["name"] for r in rows) == ["c0", "c1", "c2", "c3"]
     for row in rows:
         assert abs(float(row["seconds"]) - cuts[row["name"]].duration) < 1e-3, row
+
+
+def test_lhotse_cuts_slmtok_cannot_honour_are_refused(tmp_path, capsys, voices):
+    """A speed-perturbed recording or one channel of a stereo file would read as other audio than Lhotse
+    loads: refused in one line rather than encoded wrong."""
+    from lhotse import CutSet, MonoCut, Recording, RecordingSet
+
+    recording = Recording.from_file(voices[0])
+    fast = RecordingSet.from_recordings([recording.perturb_speed(1.1)])
+    CutSet.from_manifests(recordings=fast).to_file(tmp_path / "fast.jsonl.gz")
+    one_line_error(
+        *run(capsys, "encode", tmp_path / "fast.jsonl.gz", "-o", tmp_path / "o")[:3:2], "transforms"
+    )
+    data, rate = sf.read(voices[0], dtype="float32")
+    sf.write(tmp_path / "stereo.wav", np.stack([data, -data], 1), rate)
+    stereo = Recording.from_file(tmp_path / "stereo.wav")
+    right = MonoCut(id="right", start=0.0, duration=stereo.duration, channel=1, recording=stereo)
+    CutSet.from_cuts([right]).to_file(tmp_path / "right.jsonl.gz")
+    one_line_error(
+        *run(capsys, "encode", tmp_path / "right.jsonl.gz", "-o", tmp_path / "o")[:3:2], "channel 1"
+    )
+    assert not (tmp_path / "o").exists()
