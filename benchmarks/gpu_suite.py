@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_ray:
         sizes = dataclasses.replace(sizes, corpus_ray=False)
     start = time.perf_counter()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     budget_s = args.budget_minutes * 60
 
     def over_budget() -> bool:
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             "sizes": sizes.to_dict(),
             "sections": {},
             "skipped_for_budget": [],
+            "complete": False,  # true once every section has run or been skipped
         }
         for name in SECTIONS:
             if args.only and name != "env" and name not in args.only:
@@ -108,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             if name != "env" and over_budget():
                 result["skipped_for_budget"].append(name)
                 result["sections"][name] = {"status": "skipped: over budget", "device": args.device}
+                continue
+            crashed = result["sections"].get("env", {}).get("error")
+            if name == "P1" and args.device == "cuda" and crashed:
+                result["sections"][name] = {"status": f"skipped: the environment probe crashed ({crashed[:200]}); "
+                                            "FAISS GPU next to torch's CUDA would take this process down",
+                                            "device": args.device}  # fmt: skip
                 continue
             print(f"gpu_suite: {name} ...", file=sys.stderr, flush=True)
             began = time.perf_counter()
@@ -122,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             record["seconds"] = time.perf_counter() - began
             result["sections"][name] = record
             print(f"gpu_suite: {name} {record['status']} in {record['seconds']:.1f} s", file=sys.stderr)
+            write(result, args.out, stamp)  # after every section: a crash later still leaves these figures
             if args.device == "cuda":
                 torch.cuda.empty_cache()
         result["total_seconds"] = time.perf_counter() - start
         result["summary"] = summary(result)
-    path = write(result, args.out)
+        result["complete"] = True
+    path = write(result, args.out, stamp)
     print(json.dumps(result["summary"], indent=2))
     print(f"wrote {path}")
     return 0
@@ -180,13 +190,12 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write(result: dict[str, Any], folder: Path) -> Path:
-    """``<device>[-smoke]-<UTC time>.json`` and ``latest-<device>[-smoke].json``, each written atomically."""
+def write(result: dict[str, Any], folder: Path, stamp: str) -> Path:
+    """``<device>[-smoke]-<stamp>.json`` and ``latest-<device>[-smoke].json``, each written atomically."""
     from slmtok.atomic import atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     kind = result["device"] + ("-smoke" if result["smoke"] or result["device"] == "cpu" else "")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(result, indent=1, default=str) + "\n"
     path = folder / f"{kind}-{stamp}.json"
     for target in (path, folder / f"latest-{kind}.json"):

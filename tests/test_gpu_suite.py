@@ -36,7 +36,7 @@ def smoke(tmp_path_factory) -> dict:
 
 
 def test_every_section_ran_on_the_cpu_and_claims_no_gpu_figure(smoke):
-    assert smoke["device"] == "cpu" and smoke["smoke"] is True
+    assert smoke["device"] == "cpu" and smoke["smoke"] is True and smoke["complete"] is True
     assert smoke["label"].startswith("CPU SMOKE RUN")
     assert set(smoke["sections"]) == set(SECTIONS)
     for name, record in smoke["sections"].items():
