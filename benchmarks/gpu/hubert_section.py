@@ -24,7 +24,7 @@ def one_variant(ctx: Context, variant: str, wavs: list[torch.Tensor]) -> dict[st
     b = ctx.sizes.hubert_batch
     groups = [wavs[i : i + b] for i in range(0, len(wavs), b)]
     batches = [(pad_stack(g), torch.tensor([w.numel() for w in g])) for g in groups]
-    features.extract(*batches[0], layer=1)  # warm-up
+    features.extract(*batches[0], layer=max(ctx.sizes.hubert_layers))  # warm-up: every layer's kernels
     rows = {}
     for layer in ctx.sizes.hubert_layers:
         with timed(ctx.device) as t:
