@@ -107,19 +107,45 @@ def _copy_range(path: Path, offset: int, size: int, target: Path, label: str) ->
 
 
 def _dataset_audio(folder: Path, source: Source, label: str) -> tuple[str | None, bytes]:
-    """The stored ``(path, bytes)`` of one row's audio in a ``save_to_disk`` folder."""
+    """The stored ``(path, bytes)`` of one row's audio in a ``save_to_disk`` folder or Parquet file."""
     from slmtok.input_formats import need
 
-    need("datasets")  # a missing package is its own one-line error
+    if source.kind == "hf":
+        need("datasets")  # a missing package is its own one-line error
     try:
-        loaded = _load_dataset(str(folder), _stamp(folder))
-        ds = loaded[source.split] if source.split is not None else loaded
-        value = ds.data.column(source.member)[source.offset].as_py()
+        if source.kind == "parquet":
+            value = _parquet_row(str(folder), os.stat(folder).st_mtime_ns, source.member, source.offset)
+        else:
+            loaded = _load_dataset(str(folder), _stamp(folder))
+            ds = loaded[source.split] if source.split is not None else loaded
+            value = ds.data.column(source.member)[source.offset].as_py()
     except Exception as error:  # noqa: BLE001 - the folder changed since it was listed
         raise AudioError(f"{label}: cannot read the dataset row ({type(error).__name__}: {error})") from None
     if not isinstance(value, dict) or not isinstance(value.get("bytes"), bytes):
         raise AudioError(f"{label}: the row holds no audio bytes")
     return value.get("path"), value["bytes"]
+
+
+def _parquet_row(path: str, stamp: int, column: str, row: int) -> dict | None:
+    """Row ``row`` of ``column`` of a Parquet file, read by row group (the last one read is kept: items
+    come in order, so a row group is read once)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    first = 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if row < first + n:
+            return _row_group(path, stamp, g, column)[row - first].as_py()
+        first += n
+    raise IndexError(f"row {row} of {first}")
+
+
+@functools.lru_cache(maxsize=1)
+def _row_group(path: str, stamp: int, group: int, column: str):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read_row_group(group, columns=[column]).column(column)
 
 
 def _stamp(folder: Path) -> tuple[float, ...]:

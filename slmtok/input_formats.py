@@ -12,6 +12,8 @@
 - Hugging Face datasets: a folder written by ``save_to_disk`` (a ``Dataset`` or a ``DatasetDict``, whose
   splits name sub-folders of the output). The one ``Audio`` column is read as stored (``bytes``, else
   ``path``); rows are named by an ``id`` column, else the stored file name, else ``row-000123``.
+- Parquet files as Hugging Face writes them (``Dataset.to_parquet``, the files of a hub dataset, what
+  ``load_dataset("parquet", ...)`` reads): the one Audio column, read with pyarrow; rows as above.
 - WebDataset shards: an uncompressed ``.tar``; members are grouped by key (the member name up to the
   first dot of its file name) and each key with one audio member is an input named by its key.
 
@@ -29,7 +31,7 @@ from typing import Any, Literal
 from slmtok.errors import SlmtokError
 from slmtok.inputs import AUDIO_EXTENSIONS, InputItem, Source, checked_name, strip_extension
 
-Kind = Literal["kaldi", "lhotse", "hf", "tar"]
+Kind = Literal["kaldi", "lhotse", "hf", "parquet", "tar"]
 COMPRESSED_TAR = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 
 
@@ -45,6 +47,8 @@ def detect(path: Path) -> Kind | None:
         return None
     if name.endswith(".scp"):
         return "kaldi"
+    if name.endswith(".parquet"):
+        return "parquet"
     if name.endswith(".tar") or name.endswith(COMPRESSED_TAR):
         return "tar"
     if name.endswith(".jsonl.gz") or (name.endswith(".jsonl") and _looks_like_lhotse(path)):
@@ -54,7 +58,8 @@ def detect(path: Path) -> Kind | None:
 
 def read(kind: Kind, path: Path, strip: tuple[str, ...]) -> list[InputItem]:
     """The items of ``path`` in format ``kind`` (see ``detect``), in the order the file lists them."""
-    readers = {"kaldi": _read_kaldi, "lhotse": _read_lhotse, "hf": _read_hf, "tar": _read_tar}
+    readers = {"kaldi": _read_kaldi, "lhotse": _read_lhotse, "hf": _read_hf, "parquet": _read_parquet,
+               "tar": _read_tar}  # fmt: skip
     items = readers[kind](path, strip)
     if not items:
         raise SlmtokError(f"no audio inputs in {path}")
@@ -234,19 +239,33 @@ def audio_column(datasets: Any, ds: Any, where: str) -> str:
 
 
 def _hf_split(datasets: Any, folder: Path, split: str | None, ds: Any, strip) -> list[InputItem]:
-    import pyarrow.compute as pc
-
     where = f"{folder}" + (f", split {split}" if split else "")
     if getattr(ds, "_indices", None) is not None:
         raise SlmtokError(f"{where}: holds an index mapping; save it again with flatten_indices()")
     column = audio_column(datasets, ds, where)
-    audio = ds.data.column(column).combine_chunks()
-    paths = audio.field("path").to_pylist()
-    has_bytes = pc.invert(pc.is_null(audio.field("bytes"))).to_pylist()
-    ids = None
-    if "id" in ds.column_names:
-        ids = ds.data.column("id").to_pylist()
+    paths, has_bytes = _paths_and_bytes(ds.data.column(column).chunks)
+    ids = ds.data.column("id").to_pylist() if "id" in ds.column_names else None
+    return _rows("hf", folder, where, split, column, paths, has_bytes, ids, strip)
+
+
+def _paths_and_bytes(chunks) -> tuple[list[str | None], list[bool]]:
+    """The stored ``path`` of each row of an Audio column (struct of ``bytes``, ``path``) and whether it
+    holds bytes, chunk by chunk: the audio bytes are never copied."""
+    import pyarrow.compute as pc
+
+    paths: list[str | None] = []
+    has_bytes: list[bool] = []
+    for chunk in chunks:
+        paths += chunk.field("path").to_pylist()
+        has_bytes += pc.invert(pc.is_null(chunk.field("bytes"))).to_pylist()
+    return paths, has_bytes
+
+
+def _rows(kind, container: Path, where: str, split, column, paths, has_bytes, ids, strip) -> list[InputItem]:
+    """Items of the rows of a dataset folder or Parquet file ``container``: bytes stored in the row
+    become a ``Source`` of ``kind``; a path alone names a file."""
     prefix = Path(checked_name(split, where)) if split else Path()
+    folder = container if container.is_dir() else container.parent
     items = []
     for row, (raw, inline) in enumerate(zip(paths, has_bytes, strict=True)):
         here = f"{where}, row {row}"
@@ -257,8 +276,8 @@ def _hf_split(datasets: Any, folder: Path, split: str | None, ds: Any, strip) ->
         else:
             name = Path(f"row-{row:06d}")
         if inline:
-            source = Source("hf", column, row, 0, split)
-            items.append(InputItem(folder, prefix / name, origin=here, source=source))
+            source = Source(kind, column, row, 0, split)
+            items.append(InputItem(container, prefix / name, origin=here, source=source))
         elif raw:
             path = _resolve(raw, folder)
             if not path.is_file():
@@ -267,6 +286,72 @@ def _hf_split(datasets: Any, folder: Path, split: str | None, ds: Any, strip) ->
         else:
             raise SlmtokError(f"{here}: the audio has neither bytes nor a path")
     return items
+
+
+# --------------------------------------------------------------------------------------------- Parquet
+
+
+def _read_parquet(path: Path, strip: tuple[str, ...]) -> list[InputItem]:
+    """A Parquet file as Hugging Face writes it (``Dataset.to_parquet``, files of a hub dataset): its
+    one Audio column, read with pyarrow (no ``datasets`` needed)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        column = _parquet_audio_column(pf.schema_arrow, path)
+        audio = pf.read(columns=[f"{column}.path"]).column(column)
+        paths = [None if v is None else v["path"] for v in audio.to_pylist()]
+        has_bytes = _parquet_has_bytes(pf, column)
+        ids = pf.read(columns=["id"]).column("id").to_pylist() if "id" in pf.schema_arrow.names else None
+    except SlmtokError:
+        raise
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise SlmtokError(f"{path}: not a readable Parquet file ({reason})") from None
+    return _rows("parquet", path, str(path), None, column, paths, has_bytes, ids, strip)
+
+
+def _parquet_audio_column(schema: Any, path: Path) -> str:
+    """The Audio column named by the file's Hugging Face metadata, else the one struct column of
+    ``bytes`` and ``path``."""
+    import pyarrow as pa
+
+    features = {}
+    try:
+        features = json.loads((schema.metadata or {}).get(b"huggingface", b"{}"))["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        features = {}
+    named = [k for k, v in features.items() if isinstance(v, dict) and v.get("_type") == "Audio"]
+    found = named or [
+        f.name
+        for f in schema
+        if pa.types.is_struct(f.type)
+        and {f.type.field(i).name for i in range(f.type.num_fields)} == {"bytes", "path"}
+    ]
+    if len(found) != 1 or found[0] not in schema.names:
+        raise SlmtokError(f"{path}: needs exactly one Audio column, found {', '.join(found) or 'none'}")
+    return found[0]
+
+
+def _parquet_has_bytes(pf: Any, column: str) -> list[bool]:
+    """Whether each row stores audio bytes: from the row groups' null counts where they tell, else by
+    reading that row group's bytes (one row group in memory at a time)."""
+    import pyarrow.compute as pc
+
+    meta = pf.metadata
+    index = next(
+        j for j in range(meta.num_columns) if meta.row_group(0).column(j).path_in_schema == f"{column}.bytes"
+    )
+    out: list[bool] = []
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        stats = group.column(index).statistics
+        if stats is not None and stats.has_null_count and stats.null_count in (0, group.num_rows):
+            out += [stats.null_count == 0] * group.num_rows
+        else:
+            values = pf.read_row_group(g, columns=[f"{column}.bytes"]).column(column)
+            out += pc.invert(pc.is_null(pc.struct_field(values, "bytes"))).to_pylist()
+    return out
 
 
 # ------------------------------------------------------------------------------------------ WebDataset

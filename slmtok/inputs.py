@@ -12,7 +12,8 @@ Manifests:
 - JSONL: one object per line with ``path`` (or ``audio_filepath``/``audio``), optional ``id``,
   ``offset``/``start`` and ``duration`` (seconds);
 - Kaldi ``wav.scp`` (with a ``segments`` file beside it), Lhotse cut manifests, folders written by
-  Hugging Face ``datasets.save_to_disk`` and WebDataset ``.tar`` shards: see ``slmtok.input_formats``.
+  Hugging Face ``datasets.save_to_disk``, Parquet files and WebDataset ``.tar`` shards: see
+  ``slmtok.input_formats``.
 
 Items of a tar shard or a dataset are not files of their own: their ``source`` says where their bytes
 lie, and ``slmtok.encoding.read_item`` reads them.
@@ -47,10 +48,11 @@ class Source:
     - ``kind="tar"``: a member of an uncompressed tar file: ``member`` its name, ``offset`` the byte
       offset of its data in the tar file, ``size`` its length in bytes;
     - ``kind="hf"``: a row of a folder written by ``datasets.save_to_disk``: ``member`` the audio
-      column, ``offset`` the row index, ``split`` the split of a ``DatasetDict`` (``None``: a Dataset).
+      column, ``offset`` the row index, ``split`` the split of a ``DatasetDict`` (``None``: a Dataset);
+    - ``kind="parquet"``: a row of a Parquet file (``member`` the audio column, ``offset`` the row).
     """
 
-    kind: Literal["tar", "hf"]
+    kind: Literal["tar", "hf", "parquet"]
     member: str
     offset: int = 0
     size: int = 0
@@ -72,7 +74,7 @@ class Source:
         """Inverse of ``to_dict``; ``ValueError`` for anything else."""
         if not isinstance(data, dict) or set(data) != {"kind", "member", "offset", "size", "split"}:
             raise ValueError("a source needs exactly kind, member, offset, size, split")
-        if data["kind"] not in ("tar", "hf") or not isinstance(data["member"], str):
+        if data["kind"] not in ("tar", "hf", "parquet") or not isinstance(data["member"], str):
             raise ValueError(f"bad source kind or member: {data['kind']!r}, {data['member']!r}")
         for key in ("offset", "size"):
             if isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 0:

@@ -345,3 +345,23 @@ def test_lhotse_cuts_slmtok_cannot_honour_are_refused(tmp_path, capsys, voices):
         *run(capsys, "encode", tmp_path / "right.jsonl.gz", "-o", tmp_path / "o")[:3:2], "channel 1"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_parquet_file_of_a_dataset(tmp_path, capsys, voices, tok):
+    """A Parquet file as ``datasets`` writes it (what ``load_dataset("parquet", ...)`` reads), in two row
+    groups; reference: soundfile on the bytes each row stores."""
+    import datasets
+
+    rows = {
+        "id": [f"p{i}" for i in range(4)],
+        "audio": [{"bytes": p.read_bytes(), "path": p.name} for p in voices],
+    }
+    ds = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(decode=False))
+    ds.to_parquet(tmp_path / "train.parquet", batch_size=2)
+    rc, _, err = run(capsys, "encode", tmp_path / "train.parquet", "-o", tmp_path / "out", "-t", TOKENIZER)
+    assert rc == 0, err
+    for i, voice in enumerate(voices):
+        data, rate = sf.read(io.BytesIO(voice.read_bytes()), dtype="float32")
+        assert torch.equal(codes(tmp_path / "out" / f"p{i}.slmtok"), reference(tok, data, rate)), i
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    one_line_error(*run(capsys, "encode", tmp_path / "bad.parquet", "-o", tmp_path / "o2")[:3:2], "Parquet")
