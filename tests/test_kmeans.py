@@ -88,3 +88,18 @@ def test_inertia_is_the_sum_of_squared_distances():
     km = kmeans.KMeans(c)
     exact = float((x.double() - c.double()[km.assign(x)]).pow(2).sum())
     assert km.inertia(x) == pytest.approx(exact, rel=1e-6)
+
+
+def test_faiss_on_cuda_never_falls_back_to_the_cpu_silently(monkeypatch):
+    """Asking FAISS for a GPU it does not see is one line, not a quiet CPU fit labelled as asked."""
+    import faiss
+    import numpy as np
+
+    from slmtok import kmeans
+    from slmtok.errors import SlmtokError
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
+    x = np.random.default_rng(0).standard_normal((256, 8)).astype(np.float32)
+    with pytest.raises(SlmtokError, match="FAISS sees no GPU") as caught:
+        kmeans.fit(x, 4, backend="faiss", device="cuda")
+    assert "\n" not in str(caught.value)

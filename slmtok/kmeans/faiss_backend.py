@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from slmtok.errors import SlmtokError
+
 
 def fit_faiss(
     data: np.ndarray,
@@ -36,7 +38,12 @@ def fit_faiss(
     if init not in ("k-means++", "random"):
         raise ValueError(f"init must be 'k-means++' or 'random', got {init!r}")
 
-    use_gpu = bool(device and str(device).startswith("cuda") and faiss.get_num_gpus() > 0)
+    use_gpu = bool(device and str(device).startswith("cuda"))
+    if use_gpu and faiss.get_num_gpus() == 0:  # never fall back to the CPU behind the caller's back
+        raise SlmtokError(
+            f"k-means on {device}: FAISS sees no GPU (faiss.get_num_gpus() == 0; a CPU-only FAISS build or "
+            "no CUDA device here); use device='cpu', or backend='torch' on the GPU"
+        )
     km = faiss.Kmeans(
         data.shape[1],
         k,
