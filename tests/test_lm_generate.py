@@ -124,3 +124,36 @@ def test_cli_prepare_train_generate_on_deduplicated_units(tmp_path, prompts, cap
     assert json.loads(capsys.readouterr().out)["step"] == 8
     assert main(["lm", "train", str(data), "-o", str(run), "--lr", "0.5"]) == 1
     assert "learning_rate" in capsys.readouterr().err
+
+
+def test_a_run_folder_never_grants_trust_or_opens_paths(mel_rvq_run, tmp_path, monkeypatch, speech_16k):
+    """A run folder is data: ``trust`` written into its config is not obeyed, and a ``checkpoint`` path
+    it names without a recorded sha256 is refused in one line, never opened (``slmtok.load_for``)."""
+    import shutil
+
+    import slmtok.api
+    from slmtok.lm.checkpoint import CONFIG
+    from slmtok.provenance import WeightsNotFoundError
+
+    seen = []
+    real_load = slmtok.api.load
+
+    def spy(name, **kwargs):
+        seen.append(kwargs)
+        return real_load(name, **kwargs)
+
+    monkeypatch.setattr(slmtok.api, "load", spy)
+    for options in ({"trust": True}, {"trust": True, "checkpoint": "/etc/passwd"}):
+        run = tmp_path / f"run{len(options)}"
+        shutil.copytree(mel_rvq_run, run)
+        config = json.loads((run / CONFIG).read_text())
+        config["manifest"]["tokenizer"]["options"] = options
+        (run / CONFIG).write_text(json.dumps(config))
+        if "checkpoint" in options:
+            with pytest.raises(WeightsNotFoundError, match="/etc/passwd") as caught:
+                generate(run, (speech_16k[:8000], 16000), seconds=0.1, seed=1)
+            assert "\n" not in str(caught.value)
+        else:
+            result = generate(run, (speech_16k[:8000], 16000), seconds=0.1, seed=1)
+            assert result.tokens.codes.shape[1] == 8
+    assert len(seen) == 1 and "trust" not in seen[0] and "checkpoint" not in seen[0]

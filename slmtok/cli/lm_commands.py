@@ -94,6 +94,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
+        "--checkpoint",
+        action="append",
+        help="the tokenizer's weights, if they moved since lm prepare (found by sha256; repeatable)",
+    )
+    p.add_argument(
         "--no-cache", dest="use_cache", action="store_false", help="recompute the context every step"
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -227,6 +232,7 @@ def run_generate(args: argparse.Namespace) -> int:
         device=str(device),
         use_cache=args.use_cache,
         prompt_seconds=args.prompt_seconds,
+        checkpoint=args.checkpoint,
     )
     write_audio(_ensure_folder(out), result.audio.item(0), result.audio.sample_rate)
     summary = {

@@ -180,7 +180,7 @@ def write_dataset(
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "tokenizer": {key: tokenizer.get(key) for key in ("name", "hash", "options")},
+        "tokenizer": {key: tokenizer.get(key) for key in ("name", "hash", "options", "weights")},
         "card": tokenizer.get("card"),
         "codebook_sizes": list(codebook_sizes),
         "n_codebooks": k,

@@ -21,7 +21,7 @@ from slmtok.errors import SlmtokError, TokenizerMismatchError
 from slmtok.lm.checkpoint import load_model, read_run_config
 from slmtok.lm.model import KVCache, SpeechLM
 from slmtok.lm.patterns import BOS, Pattern, pattern_from_dict
-from slmtok.types import Audio, Tokens
+from slmtok.types import Audio, TokenizerRef, Tokens
 
 
 @dataclass
@@ -155,19 +155,23 @@ def generate(
     use_cache: bool = True,
     prompt_seconds: float | None = None,
     tokenizer: Any = None,
+    checkpoint: Any = None,
 ) -> Generation:
     """Continue ``prompt`` (an audio file, or ``(wav [C, T] or [T], sample_rate)``) by ``seconds`` of
     audio with the run's LM, and decode prompt + continuation with the run's tokenizer.
 
     ``prompt_seconds`` keeps only the prompt's first seconds; ``tokenizer`` reuses a loaded tokenizer
-    (it must be the one the run was trained on).
+    (it must be the one the run was trained on); ``checkpoint`` points at the tokenizer's weights when
+    they moved (matched by sha256, see ``slmtok.load_for``).
     """
     import slmtok
+    from slmtok.provenance import load_for
 
     lm = run if isinstance(run, LMRun) else load_run(run, device)
     manifest = lm.manifest
     ref = manifest["tokenizer"]
-    tok = tokenizer or slmtok.load(ref["name"], device=device, **(ref.get("options") or {}))
+    # the run folder is data: its options are filtered and its weights found by sha256, never trusted
+    tok = tokenizer or load_for(_manifest_ref(ref), device=device, checkpoint=checkpoint)
     if tok.card.name != ref["name"] or (ref.get("hash") and tok.card.hash != ref["hash"]):
         raise TokenizerMismatchError(
             f"the LM was trained on tokens of {ref['name']} (weights {str(ref.get('hash'))[:12]}), "
@@ -209,3 +213,18 @@ def generate(
     audio = tok.decode(result)
     steps = len(seq) - len(prefix)
     return Generation(audio, result, codes.shape[-1], out.shape[-1] - codes.shape[-1], steps / elapsed)
+
+
+def _manifest_ref(ref: Any) -> TokenizerRef:
+    """The ``TokenizerRef`` a run's manifest names (``name``, ``hash``, ``options``, ``weights``)."""
+    from slmtok.provenance import parse_weights
+
+    try:
+        return TokenizerRef(
+            str(ref["name"]),
+            str(ref.get("hash") or ""),
+            dict(ref.get("options") or {}),
+            parse_weights(ref.get("weights")),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise SlmtokError(f"the run's manifest names no usable tokenizer ({error})") from None
