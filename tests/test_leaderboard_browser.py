@@ -93,3 +93,28 @@ def test_screenshot_is_a_real_picture(site, tmp_path):
     assert colours is not None and len(colours) > 50  # text, table shading, coloured points
     family_colours = {(217, 95, 2), (231, 41, 138), (27, 158, 119)}  # acoustic, baseline, semantic
     assert family_colours <= {c for _, c in colours}
+
+
+@pytest.mark.parametrize("width", [800, 2400])
+def test_page_fits_the_window(site, tmp_path, width):
+    """The page follows the window: on a wide screen the body uses it (no fixed 1400 px column), on a
+    narrow one nothing sticks out of it (wide tables scroll inside their own box). Measured by chromium's
+    layout at ``--window-size``."""
+    page = (site / "site" / "index.html").read_text(encoding="utf-8")
+    probe = (
+        "<script>document.body.setAttribute('data-layout', [Math.round(document.body.getBoundingClientRect()"
+        ".width), document.documentElement.scrollWidth, window.innerWidth].join(','));</script></body>"
+    )
+    copy = tmp_path / "index.html"
+    copy.write_text(page.replace("</body>", probe), encoding="utf-8")
+    dom = _chromium(
+        tmp_path / "profile",
+        f"--window-size={width},900",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        copy.as_uri(),
+    ).stdout
+    body, scroll, inner = map(int, re.search(r'data-layout="(\d+),(\d+),(\d+)"', dom).group(1, 2, 3))
+    assert inner == width
+    assert scroll <= inner  # no horizontal scrolling of the page itself
+    assert body >= inner - 2 * 16 - 2 * 24 - 2  # the body spans the window less its padding and margins
