@@ -175,7 +175,8 @@ def _parse(index: int, text: str) -> tuple[str | None, list[list[int]]]:
 
 def _short(index: int, pos: int, frame: int, have: int, want: int) -> UnitTextError:
     return UnitTextError(
-        f"item {index}, character {pos}: frame {frame} has {have} codebook(s), the first frame {want}"
+        f"item {index}, character {pos}: frame {frame} has {have} codebook{'s' if have != 1 else ''}, "
+        f"the first frame {want}"
     )
 
 

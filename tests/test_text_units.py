@@ -81,7 +81,7 @@ def test_whitespace_between_units_is_ignored(mel_rvq):
         ("<|s_1024|>", "out of range for codebook 0"),
         ("<|s_07|>", "not a unit"),  # leading zeros: not the canonical text of any code
         ("<|c1_3|><|c0_3|>", "codebook 1 where codebook 0 was expected"),
-        ("<|c0_1|><|c1_2|><|c0_3|>", "frame 1 has 1 codebook(s)"),
+        ("<|c0_1|><|c1_2|><|c0_3|>", "frame 1 has 1 codebook, the first frame 2"),
         ("<|c0_1|><|c2_2|>", "codebook 2 where codebook 1"),
         ("<|s_1|><|c0_2|>", "mixed"),
         ("<|c0_1|><|c1_1|><|c2_1|><|c3_1|><|c4_1|><|c5_1|><|c6_1|><|c7_1|><|c8_1|>", "name 9 codebooks"),

@@ -112,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="audio files, folders or manifests -> .slmtok token files")
     p.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or .tsv/.jsonl manifests"
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (recursive), .tsv/.jsonl manifests, Kaldi wav.scp, Lhotse cuts, "
+        "datasets folders, .parquet, WebDataset .tar",
     )
     p.add_argument("-o", "--output", required=True, help="a .slmtok file (one input) or a folder")
     tokenizer_args(p)

@@ -215,8 +215,10 @@ def _resume_or_plan(out: Path, inputs, tok, tokenizer, n_codebooks, shard_size, 
     have = (existing.tokenizer, existing.options, existing.card_hash, existing.n_codebooks)
     if want != have:
         raise SlmtokError(
-            f"{out} holds a run of {existing.tokenizer} {existing.options} (K={existing.n_codebooks}); "
-            "resume it with the same tokenizer and options, or choose a new output folder"
+            f"{out} holds a run of {existing.tokenizer}"
+            + (f" with options {existing.options}" if existing.options else "")
+            + (f", {existing.n_codebooks} codebooks" if existing.n_codebooks else "")
+            + "; resume it with the same tokenizer and options, or choose a new output folder"
         )
     ids = sorted(item["id"] for item in request["items"])
     if ids != sorted(item.id for shard in existing.shards for item in shard):
