@@ -55,7 +55,13 @@ def test_audio_and_token_files_give_identical_data(tmp_path, prompts, name, opti
             ).read_bytes()
 
     manifest = from_audio
-    assert manifest["tokenizer"] == {"name": name, "hash": tok.card.hash, "options": tok.load_options}
+    assert manifest["tokenizer"] == {
+        "name": name,
+        "hash": tok.card.hash,
+        "options": tok.ref.options,
+        "weights": [w.to_dict() for w in tok.ref.weights],  # embedded weights: none recorded
+    }
+    assert from_tokens["tokenizer"] == manifest["tokenizer"]
     assert manifest["codebook_sizes"] == list(tok.card.codebook_sizes)
     assert manifest["dedup"] == bool(options.get("dedup"))
     total = manifest["splits"]["train"]["audio_seconds"] + manifest["splits"]["valid"]["audio_seconds"]

@@ -34,11 +34,13 @@ def audio_source(
     k = n_codebooks or tok.card.n_codebooks
     if not 1 <= k <= len(tok.max_codebook_sizes):
         raise CodesError(f"{tok.card.name!r} has {len(tok.max_codebook_sizes)} codebooks; {k} asked for")
+    ref = tok.ref  # options without trust, and the weights files by resolved path and sha256
     info = {
         "tokenizer": {
-            "name": tok.card.name,
-            "hash": tok.card.hash,
-            "options": tok.load_options,
+            "name": ref.name,
+            "hash": ref.hash,
+            "options": ref.options,
+            "weights": [w.to_dict() for w in ref.weights],
             "card": tok.card.to_dict(),
         },
         "codebook_sizes": tuple(tok.max_codebook_sizes[:k]),
@@ -77,8 +79,7 @@ def token_source(paths: list[str]) -> tuple[list[str], Iterator, dict[str, Any]]
     if len(sizes) < k:  # encoded with more codebooks than the card's default: ask the tokenizer
         import slmtok
 
-        ref = first["tokenizer"]
-        sizes = list(slmtok.load(ref["name"], **(ref.get("options") or {})).max_codebook_sizes)
+        sizes = list(slmtok.load_for(items_ref(first)).max_codebook_sizes)
     if len(sizes) < k:
         raise CodesError(f"{items[0].path}: {k} codebooks but only {len(sizes)} codebook sizes are known")
     names = []
@@ -108,3 +109,15 @@ def token_source(paths: list[str]) -> tuple[list[str], Iterator, dict[str, Any]]
                 )
 
     return names, utterances(), info
+
+
+def items_ref(header: dict[str, Any]):
+    """The ``TokenizerRef`` of a token-file header, for ``slmtok.load_for`` (options filtered, weights
+    found by sha256: a header is data and never grants trust)."""
+    from slmtok.provenance import parse_weights
+    from slmtok.types import TokenizerRef
+
+    ref = header["tokenizer"]
+    return TokenizerRef(
+        ref["name"], ref.get("hash") or "", dict(ref.get("options") or {}), parse_weights(ref.get("weights"))
+    )
