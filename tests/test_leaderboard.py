@@ -302,7 +302,9 @@ def test_cli_bench_and_leaderboard(corpus, tmp_path, capsys):
     code = main(["bench", "-t", "mulaw-8bit", "nope", "-d", data, "-o", str(out), "--metrics", "stoi,si_sdr"])
     captured = capsys.readouterr()
     assert code == 0
-    assert "| mulaw-8bit | baseline | 1/1 | 128.00 |" in captured.out and "`nope`: RegistryError" in captured.out
+    assert (
+        "| mulaw-8bit | baseline | 1/1 | 128.00 |" in captured.out and "`nope`: RegistryError" in captured.out
+    )
     assert main(["leaderboard", str(out), "-o", str(tmp_path / "site")]) == 0
     assert (tmp_path / "site" / "index.html").is_file() and (tmp_path / "site" / "leaderboard.md").is_file()
     assert main(["bench", "-t", "mulaw-8bit", "-d", data, "-o", str(out), "--metrics", "stoi,bogus"]) == 1
