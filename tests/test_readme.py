@@ -54,3 +54,45 @@ def test_tokenizer_table_is_generated_from_the_registry():
 def test_benchmark_numbers_are_the_committed_results():
     results = (ROOT / "benchmarks" / "results" / "embedded_baselines.md").read_text()
     assert between("benchmark:embedded_baselines") == results, "README numbers differ from benchmarks/results"
+
+
+def _results(name: str) -> dict:
+    import json
+
+    return json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_kmeans_figures_are_the_committed_results():
+    """The README's k-means-with-CLI-defaults figures are those of kmeans_cli_defaults.json."""
+    r = _results("kmeans_cli_defaults.json")
+    readme = _flat(README)
+    assert r["data"]["kind"] == "real speech" and r["k"] == 100
+    expected = (
+        f"fits in {r['slmtok']['seconds']:.1f} s what the fairseq scikit-learn recipe fits in "
+        f"{r['sklearn']['seconds']:.1f} s ({r['speedup_vs_sklearn']:.1f}x), with "
+        f"{-r['inertia_vs_sklearn_percent']:.2f} % lower inertia"
+    )
+    assert expected in readme
+    assert f"{r['data']['frames']:,} frames" in readme and f"{r['data']['files']} Asterisk" in readme
+
+
+def test_fuzz_and_kill_figures_are_the_committed_results():
+    """The token-file fuzz counts and the SIGKILL counts in the README are those of their results files."""
+    fuzz = _results("tokenfile_fuzz.json")
+    readme = _flat(README)
+    assert fuzz["anything_else"] == 0 and fuzz["tracebacks"] == 0
+    assert (
+        f"mutates real token files {fuzz['cases']:,} ways: {fuzz['one_line_errors']:,} one-line errors, "
+        f"{fuzz['decoded']:,} decodes, 0 tracebacks" in readme
+    )
+    kill = _results("kill_resume.json")
+    kills = {row["kills"] for row in kill["results"]}
+    assert kill["all_clean"] and len(kills) == 1
+    assert {row["command"] for row in kill["results"]} == {"encode", "encode-corpus", "lm-train", "bench"}
+    for key in ("lost", "duplicated", "mismatched", "orphaned_temps", "model_ne_checkpoint", "failed_reruns"):
+        assert all(row[key] == 0 for row in kill["results"]), key
+    assert f"({kills.pop()} kills each" in readme and kill["command"].removeprefix("benchmarks/") in readme
