@@ -237,3 +237,17 @@ def test_help_is_fast_and_torch_free():
     assert "COMMAND" in done.stdout
     print(f"slmtok --help in {seconds:.2f} s")
     assert seconds < 1.5, seconds  # the goal is 1 s; a shared, loaded test box gets some slack
+
+
+def test_kmeans_fit_reports_progress_on_a_timer(capsys, tmp_path, wavs, monkeypatch):
+    """``kmeans fit`` into a log file (stderr not a terminal) prints a progress line every interval, so a
+    long feature block or restart is never silent; the old command printed only per block/restart."""
+    from slmtok.cli import commands
+
+    monkeypatch.setattr(commands, "PROGRESS_EVERY", 0.01)
+    args = ["kmeans", "fit", *wavs, "--features", "mfcc", "-k", "4", "--backend", "torch", "--restarts", "1"]
+    rc, _, err = _cli(capsys, *args, "-o", str(tmp_path / "km"))
+    assert rc == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("slmtok kmeans fit: ")]
+    assert lines and lines[-1].endswith("(finished)") and "s elapsed" in lines[-1]
+    assert all(" 0 done" not in ln for ln in lines)  # nothing counted: only the time

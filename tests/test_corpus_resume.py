@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import slmtok
 from slmtok.cli.main import main
 
 TOKENIZER = "mfcc-km"
@@ -117,6 +118,14 @@ def test_checkpoint_is_recorded_by_sha256(tmp_path, capsys, monkeypatch, data):
     rc, summary, err = corpus(capsys, monkeypatch, tmp_path / "b", data, "-o", tmp_path / "a" / "out",
                               "--shard-size", "2", "--checkpoint", "copy.safetensors")  # fmt: skip
     assert rc == 3 and summary["shards_this_run"] == 0, err
+    # the corpus tokens name their weights by resolved path and sha256 (never trust), so they decode
+    # without being told where the weights are
+    from slmtok.corpus import iter_items
+
+    _, tokens = next(iter(iter_items(tmp_path / "a" / "out")))
+    assert [(w.sha256, Path(w.path)) for w in tokens.tokenizer.weights] == [(sha, weights.resolve())]
+    assert "trust" not in tokens.tokenizer.options
+    assert slmtok.load_for(tokens).decode(tokens).wav.shape[-1] > 0
     # other weights under the old name: refused, naming the weights
     with safe_open(str(weights), framework="pt") as f:
         tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118

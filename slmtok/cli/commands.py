@@ -166,10 +166,13 @@ class _LineProgress:
             self._say("running")
 
     def _say(self, state: str) -> None:
-        count = f"{self.done:g}" if self.total is None else f"{self.done:g}/{self.total:g}"
+        if self.total is None:  # nothing counted (a single long job): only the time
+            count = f"{self.done:g} done, " if self.done else ""
+        else:
+            count = f"{self.done:g}/{self.total:g} done, "
         elapsed = time.monotonic() - self._start
         print(
-            f"slmtok {self.label}: {count} done, {elapsed:.0f} s elapsed ({state})",
+            f"slmtok {self.label}: {count}{elapsed:.0f} s elapsed ({state})",
             file=sys.stderr,
             flush=True,
         )

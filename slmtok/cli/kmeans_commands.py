@@ -124,28 +124,33 @@ def run_fit(args: argparse.Namespace) -> int:
         f"{len(items)} files, features {args.features}"
         + (f" layer {features.layer}" if hasattr(features, "layer") else "")
     )
-    sampler = extract_samples(
-        items,
-        features,
-        out / "cache",
-        budget=args.max_frames,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        fingerprint={"features": args.features, **{k: str(v) for k, v in options.items()}},
-        log=_say,
-    )
-    km = fit_stream(
-        [],
-        args.clusters,
-        sampler=sampler,
-        restarts=args.restarts,
-        backend=args.backend,
-        device=args.device,
-        seed=args.seed,
-        log=_say,
-        **({"n_iter": args.iterations} if args.backend in ("faiss", "torch") else {}),
-        **({"refine_iter": args.refine_iterations} if args.backend == "faiss" else {}),
-    )
+    from slmtok.cli.commands import _progress
+
+    # a line every 10 s when stderr is not a terminal (a bar on one): a long block or restart is never silent
+    with _progress(None, "kmeans fit") as progress:
+        progress.add_task("kmeans fit", total=None)
+        sampler = extract_samples(
+            items,
+            features,
+            out / "cache",
+            budget=args.max_frames,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            fingerprint={"features": args.features, **{k: str(v) for k, v in options.items()}},
+            log=_say,
+        )
+        km = fit_stream(
+            [],
+            args.clusters,
+            sampler=sampler,
+            restarts=args.restarts,
+            backend=args.backend,
+            device=args.device,
+            seed=args.seed,
+            log=_say,
+            **({"n_iter": args.iterations} if args.backend in ("faiss", "torch") else {}),
+            **({"refine_iter": args.refine_iterations} if args.backend == "faiss" else {}),
+        )
     km.info.update(features=args.features, layer=getattr(features, "layer", None), corpus_files=len(items))
     km.save(out / "kmeans.safetensors", card=True)
     feature_spec = {"name": args.features, "options": options}

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from slmtok.errors import SlmtokError
+from slmtok.provenance import parse_weights
 from slmtok.types import InputInfo, TokenizerRef, Tokens
 
 
@@ -41,7 +42,9 @@ def _tokens(header: dict, tensors: dict, row: int, info: InputInfo) -> Tokens:
         codes=codes,
         lengths=torch.tensor([b - a]),
         frame_rate=float(header["frame_rate"]),
-        tokenizer=TokenizerRef(ref["name"], ref["hash"], dict(ref["options"])),
+        tokenizer=TokenizerRef(
+            ref["name"], ref["hash"], dict(ref["options"]), parse_weights(ref.get("weights"))
+        ),
         extras=extras,
         input=info,
     )

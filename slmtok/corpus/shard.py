@@ -175,7 +175,13 @@ def _write_shard(path: Path, tok, encoded: list[tuple[Any, Tokens]], failures: l
             [t.extras[name][0, ..., : int(t.lengths[0])] for _, t in encoded], -1
         )
     header = {
-        "tokenizer": {"name": tok.card.name, "hash": tok.card.hash, "options": tok.load_options},
+        # the ref the tokens carry: options without trust, weights files by resolved path and sha256
+        "tokenizer": {
+            "name": tok.ref.name,
+            "hash": tok.ref.hash,
+            "options": tok.ref.options,
+            "weights": [w.to_dict() for w in tok.ref.weights],
+        },
         "frame_rate": tok.card.frame_rate,
         "items": [
             {
