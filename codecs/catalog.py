@@ -41,6 +41,11 @@ def register_builtins() -> None:
             {"rate": "24khz"},
             "SNAC 24 kHz, multi-scale RVQ speech codec (3 levels, 7 codes per 11.7 Hz frame)",
         ),
+        "mimi": (
+            f"{c}.mimi:MimiTokenizer",
+            {},
+            "Mimi (Kyutai, Moshi's codec) 24 kHz, causal split-RVQ: 8 of 32 codebooks at 12.5 Hz, codebook 0 semantic",
+        ),
         "speechtokenizer": (
             "slmtok.tokenizers.hybrid.speechtokenizer:SpeechTokenizerTokenizer",
             {},

@@ -9,7 +9,8 @@ publisher ships:
 - EnCodec: ``torch.save(model.state_dict())`` (``.th``);
 - DAC: ``DAC.save(path, package=False)``: ``{"state_dict", "metadata": {"kwargs"}}`` (``.pth``);
 - SpeechTokenizer: ``config.json`` + ``torch.save(model.state_dict())`` (``.pt``);
-- SNAC: ``config.json`` + ``torch.save(model.state_dict())`` (``pytorch_model.bin``), as on the HF hub.
+- SNAC: ``config.json`` + ``torch.save(model.state_dict())`` (``pytorch_model.bin``), as on the HF hub;
+- Mimi: ``transformers.MimiModel.save_pretrained`` (``config.json`` + ``model.safetensors``), as on the HF hub.
 
 Random weights produce noise-like audio: good for testing plumbing and speed, meaningless for quality.
 """
@@ -179,3 +180,62 @@ def write_snac(
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     return folder / "config.json", folder / "pytorch_model.bin"
+
+
+def mimi_config(tiny: bool = True) -> dict:
+    """``transformers.MimiConfig`` arguments: the published ``kyutai/mimi`` architecture (transformers'
+    defaults), or narrow (``tiny``: 4 base filters, 32-d latents, one transformer layer) with the same
+    strides (1920 samples per 12.5 Hz frame), 32 codebooks of 2048 entries and one semantic codebook."""
+    if not tiny:
+        return {}
+    return dict(
+        hidden_size=32,
+        num_filters=4,
+        codebook_dim=16,
+        vector_quantization_hidden_dimension=16,
+        num_hidden_layers=1,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        upsample_groups=32,
+    )
+
+
+@torch.no_grad()
+def init_mimi_codebooks(model, frames: torch.Tensor, seed: int = 0) -> None:
+    """Give every ``MimiEuclideanCodebook`` of ``model`` distinct Gaussian codewords (the mean and spread of
+    the residual it sees for the latent frames ``[1, D, T]``), as ``init_codebooks`` does for EnCodec.
+
+    transformers initialises ``embed_sum`` to zeros (every code would be 0) and caches ``embed``
+    (``embed_sum / cluster_usage``) in ``_embed``: ``cluster_usage`` is set to ones, ``initialized`` to 1
+    and the cache is reset so the new codewords are used."""
+    g = torch.Generator().manual_seed(seed)
+    split = model.quantizer
+    for rvq in (split.semantic_residual_vector_quantizer, split.acoustic_residual_vector_quantizer):
+        x = rvq.input_proj(frames) if rvq.input_proj is not None else frames
+        residual = x[0].T  # [T, D]
+        for layer in rvq.layers:
+            book = layer.codebook
+            bins, dim = book.embed_sum.shape
+            mean, std = residual.mean(0), residual.std(0).clamp_min(1e-4)
+            embed = mean + std * torch.randn(bins, dim, generator=g)
+            book.embed_sum.copy_(embed)
+            book.cluster_usage.fill_(1.0)
+            book.initialized.fill_(1.0)
+            book._embed = None
+            residual = residual - embed[torch.cdist(residual, embed).argmin(dim=1)]
+
+
+def write_mimi(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0, **overrides) -> Path:
+    """Write a random-weight ``transformers.MimiModel`` with ``save_pretrained`` (``config.json`` +
+    ``model.safetensors``, the files of the hub repo ``kyutai/mimi``) into ``folder``; return the folder.
+    ``overrides`` change ``MimiConfig`` values."""
+    from transformers import MimiConfig, MimiModel
+
+    torch.manual_seed(seed)
+    model = MimiModel(MimiConfig(**{**mimi_config(tiny), **overrides})).eval()
+    frames = model.encoder(probe_signal(model.config.sampling_rate, 8, 1, seed)).latents  # [1, D, T]
+    init_mimi_codebooks(model, frames, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder

@@ -49,6 +49,7 @@ LOAD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "dac-44khz": _codec_standin("write_dac", "weights_44khz.pth", "44khz"),
     "speechtokenizer": _codec_standin("write_speechtokenizer", "speechtokenizer"),
     "snac-24khz": _codec_standin("write_snac", "snac", True),
+    "mimi": _codec_standin("write_mimi", "mimi", True),
     **{
         name: _semantic_standin(name)
         for name in (
