@@ -75,6 +75,7 @@ UPSTREAM_PACKAGE = {
     "dac": "dac",
     "snac": "snac",
     "speechtokenizer": "speechtokenizer",
+    "mimi": "transformers",
     "semantic": "torchaudio",  # HuBERT features and the unit HiFi-GAN
 }
 
