@@ -39,6 +39,15 @@ def register_builtins() -> None:
         ("mhubert-base", "multilingual HuBERT Base (VoxPopuli en/es/fr), any layer, 768-d, 50 Hz"),
     ):
         FEATURES.register(name, f"{f}.hubert:{name.replace('-', '_')}", description=what, origin="builtin")
+    for name, what in (
+        ("wavlm-base-plus", "WavLM Base+ (transformers WavLMModel), hidden_states[L], 768-d, 50 Hz"),
+        ("wavlm-large", "WavLM Large (transformers WavLMModel), hidden_states[L], 1024-d, 50 Hz"),
+        ("wav2vec2-base", "wav2vec 2.0 Base (transformers Wav2Vec2Model), hidden_states[L], 768-d, 50 Hz"),
+        ("xlsr-300m", "XLS-R 300M, 128 languages (transformers Wav2Vec2Model), hidden_states[L], 1024-d"),
+        ("mhubert-147", "mHuBERT-147, 147 languages (transformers HubertModel), hidden_states[L], 768-d"),
+    ):
+        target = f"{f}.transformers_features:{name.replace('-', '_')}"
+        FEATURES.register(name, target, description=what, origin="builtin")
 
     from slmtok.registry import KMEANS_BACKENDS
 
