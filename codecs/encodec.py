@@ -160,6 +160,7 @@ class EncodecTokenizer(ChunkedCodec):
         fold_weight_norm(model)
         self.model = model.to(self.device)
         self.variant = VARIANTS[variant]
+        self.causal, self.lookahead = self.variant.causal, 0  # 24 kHz streams (``tok.streaming()``)
         self.hop = int(math.prod(model.encoder.ratios))
         if self.variant.segment is not None:
             self.segment_length = int(self.variant.segment * self.variant.sample_rate)

@@ -175,6 +175,8 @@ class MimiTokenizer(ChunkedCodec):
         window = int(cfg.sliding_window or cfg.max_position_embeddings)
         context = math.ceil(int(cfg.num_hidden_layers) * window / max(1, int(cfg.latent_stride))) + 4
         self.encode_context = self.decode_context = context
+        # causal convolutions + causal attention: streams (``tok.streaming()``), no lookahead
+        self.causal, self.lookahead = bool(getattr(cfg, "use_causal_conv", False)), 0
 
         k = min(self.default_codebooks, max_k) if n_codebooks is None else int(n_codebooks)
         self._check_count(k, max_k, name)

@@ -56,6 +56,8 @@ _CARD_KEYS = (
     "codebook_size",
     "notes",
     "files",
+    "causal",
+    "lookahead",
 )
 _FILE_KEYS = (
     "filename",
@@ -125,6 +127,10 @@ class ModelCard:
     codebook_size: int | None = None
     notes: str = ""
     path: str = ""
+    #: streaming: frame ``t`` depends on no input past ``(t + 1) * hop + lookahead`` samples
+    causal: bool = False
+    #: input samples past a frame's end that the frame depends on (causal cards)
+    lookahead: int = 0
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def file(self, role: str = "weights") -> CardFile:
@@ -144,13 +150,22 @@ class ModelCard:
 
         return self.frame_rate * self.codebooks * math.log2(self.codebook_size)
 
+    @property
+    def latency(self) -> float | None:
+        """Algorithmic latency of streaming in seconds, one frame plus the lookahead
+        (``(sample_rate / frame_rate + lookahead) / sample_rate``), for causal cards with a frame rate."""
+        if not (self.causal and self.frame_rate):
+            return None
+        return (self.sample_rate / self.frame_rate + self.lookahead) / self.sample_rate
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (files as dicts, ``bitrate`` added)."""
+        """JSON-ready dict (files as dicts, ``bitrate`` and ``latency`` added)."""
         from dataclasses import asdict
 
         data = asdict(self)
         data["files"] = [asdict(f) for f in self.files]
         data["bitrate"] = self.bitrate
+        data["latency"] = self.latency
         return data
 
 
@@ -219,6 +234,12 @@ def parse_card(data: dict[str, Any], *, path: str = "") -> ModelCard:
     if len({f.role for f in files}) != len(files):
         raise CardError(f"{where}: two files share a role")
     frame_rate = need("frame_rate", (int, float), optional=True)
+    causal = data.get("causal", False)
+    if not isinstance(causal, bool):
+        raise CardError(f"{where}: 'causal' must be true or false, got {causal!r}")
+    lookahead = need("lookahead", int, optional=True) or 0
+    if lookahead < 0:
+        raise CardError(f"{where}: 'lookahead' must be samples >= 0, got {lookahead}")
     return ModelCard(
         name=name,
         title=need("title", str),
@@ -233,6 +254,8 @@ def parse_card(data: dict[str, Any], *, path: str = "") -> ModelCard:
         codebook_size=need("codebook_size", int, optional=True),
         notes=data.get("notes", "").strip(),
         path=path,
+        causal=causal,
+        lookahead=lookahead,
         extra={k: v for k, v in data.items() if k not in _CARD_KEYS},
     )
 

@@ -33,6 +33,11 @@ class Tokenizer(ABC):
     #: set by subclasses in ``__init__``
     card: TokenizerCard
     device: torch.device
+    #: causal tokenizers (frame ``t`` depends on no input past ``(t + 1) * hop + lookahead`` samples, and
+    #: the decoder's samples of frame ``t`` on no later frame) set this; only they can ``streaming()``
+    causal: bool = False
+    #: input samples past a frame's end that the frame depends on (causal tokenizers)
+    lookahead: int = 0
 
     def __init__(
         self, *, device: str | torch.device = "cpu", load_options: dict[str, Any] | None = None
@@ -122,6 +127,23 @@ class Tokenizer(ABC):
         extras = {k: v.to(self.device) for k, v in tokens.extras.items()}
         wav, sample_lengths = self._decode(codes, lengths, extras)
         return Audio(wav.float().cpu(), sample_lengths.long().cpu(), self.card.sample_rate)
+
+    def streaming(
+        self, batch_size: int = 1, *, n_codebooks: int | None = None, max_seconds: float | None = None
+    ):
+        """An encoder/decoder pair (``slmtok.codecs.streaming.Stream``) that encodes audio chunk by chunk
+        (``push(chunk) -> Tokens``, ``flush()``) with exactly the whole-input codes, and decodes them chunk
+        by chunk. Causal tokenizers only; the others raise ``StreamingError`` (one line). ``max_seconds``
+        bounds the stream (default 60 s: streaming recomputes from the start, O(n^2); see the module)."""
+        from slmtok.codecs.streaming import MAX_STREAM_SECONDS, StreamingError, open_stream
+
+        if not self.causal:
+            raise StreamingError(
+                f"{self.card.name!r} is not causal (a frame depends on input after it), so it cannot stream; "
+                "use a causal tokenizer such as mimi or encodec-24khz"
+            )
+        limit = MAX_STREAM_SECONDS if max_seconds is None else max_seconds
+        return open_stream(self, batch_size, n_codebooks=n_codebooks, max_seconds=limit)
 
     def check_tokens(self, tokens: Tokens) -> None:
         """Raise a one-line error unless ``tokens`` can be decoded by this tokenizer."""

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "slmtok.cli.bench_commands",
     "slmtok.cli.corpus_commands",
     "slmtok.cli.text_commands",
+    "slmtok.cli.stream_commands",
 )
 
 
