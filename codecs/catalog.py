@@ -46,6 +46,26 @@ def register_builtins() -> None:
             {},
             "Mimi (Kyutai, Moshi's codec) 24 kHz, causal split-RVQ: 8 of 32 codebooks at 12.5 Hz, codebook 0 semantic",
         ),
+        "wavtokenizer-40hz": (
+            f"{c}.wavtokenizer:WavTokenizerTokenizer",
+            {"variant": "40hz"},
+            "WavTokenizer 24 kHz, one codebook of 4096 at 40 Hz (transformers)",
+        ),
+        "wavtokenizer-75hz": (
+            f"{c}.wavtokenizer:WavTokenizerTokenizer",
+            {"variant": "75hz"},
+            "WavTokenizer 24 kHz, one codebook of 4096 at 75 Hz (transformers; checkpoint= only)",
+        ),
+        "xcodec": (
+            f"{c}.xcodec:XcodecTokenizer",
+            {},
+            "X-Codec 16 kHz: one RVQ (8 x 1024 at 50 Hz) over fused DAC acoustic + WavLM semantic features",
+        ),
+        "xcodec2": (
+            f"{c}.xcodec2:Xcodec2Tokenizer",
+            {},
+            "X-Codec2 (Llasa) 16 kHz, one FSQ codebook of 65536 at 50 Hz (transformers); non-commercial (CC-BY-NC-4.0)",
+        ),
         "speechtokenizer": (
             "slmtok.tokenizers.hybrid.speechtokenizer:SpeechTokenizerTokenizer",
             {},

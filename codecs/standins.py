@@ -239,3 +239,148 @@ def write_mimi(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0, *
     folder = Path(folder)
     model.save_pretrained(folder)
     return folder
+
+
+def xcodec2_config(tiny: bool = True) -> dict:
+    """``transformers.Xcodec2Config`` arguments: the published ``HKUSTAudio/xcodec2-hf`` architecture
+    (transformers' defaults), or narrow (``tiny``: a one-layer 32-d Wav2Vec2-BERT, 4 base encoder filters,
+    a one-layer 64-d decoder) with the same hop (320 samples at 16 kHz, 50 Hz) and FSQ levels (65536)."""
+    if not tiny:
+        return {}
+    semantic = dict(
+        model_type="wav2vec2-bert",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        output_hidden_size=32,
+        conv_depthwise_kernel_size=3,
+    )
+    return dict(
+        hidden_size=64,  # the decoder's GroupNorm has 32 groups: two channels each, so one frame works
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=32,
+        encoder_hidden_size=4,
+        semantic_model_config=semantic,
+        quantization_dim=96,  # hidden_size + the semantic hidden size
+    )
+
+
+def write_xcodec2(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0, **overrides) -> Path:
+    """Write a random-weight ``transformers.Xcodec2Model`` with ``save_pretrained`` (``config.json`` +
+    ``model.safetensors``, the files of ``HKUSTAudio/xcodec2-hf``) into ``folder``; return the folder.
+    transformers' small initial weights put every FSQ dimension at its middle level (one code for all
+    frames): the quantizer's input projection is rescaled so that, on a probe signal, its outputs have a
+    standard deviation of 2 (codes then vary with the input). ``overrides`` change ``Xcodec2Config`` values."""
+    from transformers import Xcodec2Config, Xcodec2FeatureExtractor, Xcodec2Model
+
+    torch.manual_seed(seed)
+    model = Xcodec2Model(Xcodec2Config(**{**xcodec2_config(tiny), **overrides})).eval()
+    config = model.config
+    features = Xcodec2FeatureExtractor(sampling_rate=config.sampling_rate, hop_length=config.hop_length)
+    probe = probe_signal(config.sampling_rate, 2, 1, seed)[0, 0].numpy()
+    inputs = features(probe, sampling_rate=config.sampling_rate, return_tensors="pt")
+    seen: list[torch.Tensor] = []
+    project = model.quantizer.project_in
+    hook = project.register_forward_hook(lambda module, args, out: seen.append(out))
+    with torch.no_grad():
+        model.encode(inputs["input_values"], inputs["input_features"])
+        hook.remove()
+        centred = seen[0] - seen[0].mean(dim=(0, 1))
+        scale = 2.0 / centred.std(dim=(0, 1)).clamp_min(1e-8)  # [8]
+        project.bias.copy_((project.bias - seen[0].mean(dim=(0, 1))) * scale)
+        project.weight.mul_(scale[:, None])
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+WAVTOKENIZER_RATIOS = {"40hz": [6, 5, 5, 4], "75hz": [8, 5, 4, 2]}  # hop 600 / 320 at 24 kHz
+
+
+def wavtokenizer_config(variant: str = "40hz", tiny: bool = True) -> dict:
+    """``transformers.WavTokenizerConfig`` arguments: the published architecture (transformers' defaults,
+    the ``upsampling_ratios`` of the 40 or 75 Hz release), or narrow (``tiny``: 4 base filters, 16-d
+    latents, a 32-d one-block Vocos decoder) with the same hop and a codebook of 4096 entries."""
+    ratios = {"upsampling_ratios": WAVTOKENIZER_RATIOS[variant]}
+    if not tiny:
+        return ratios
+    return dict(
+        ratios,
+        num_filters=4,
+        hidden_size=16,
+        codebook_dim=16,
+        decoder_hidden_size=32,
+        decoder_intermediate_size=64,
+        decoder_num_layers=1,
+        decoder_attention_num_groups=8,
+    )
+
+
+def write_wavtokenizer(
+    folder: str | os.PathLike, variant: str = "40hz", tiny: bool = True, *, seed: int = 0, **overrides
+) -> Path:
+    """Write a random-weight ``transformers.WavTokenizerModel`` with ``save_pretrained`` (``config.json`` +
+    ``model.safetensors``, the files of ``swiss-ai/wavtokenizer-large-unify-40token``) into ``folder``.
+    transformers initialises the codebook to zeros (every code 0): it gets data-driven Gaussian codewords
+    (``init_codebooks``). ``overrides`` change ``WavTokenizerConfig`` values."""
+    from transformers import WavTokenizerConfig, WavTokenizerModel
+
+    torch.manual_seed(seed)
+    config = WavTokenizerConfig(**{**wavtokenizer_config(variant, tiny), **overrides})
+    model = WavTokenizerModel(config).eval()
+    encoder = model.encoder_model
+    with torch.no_grad():
+        frames = encoder.encoder(probe_signal(config.sampling_rate, 8, 1, seed))[0].T  # [N, D]
+    book = encoder.quantizer.codebook
+    init_codebooks([book], frames, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def xcodec_config(tiny: bool = True) -> dict:
+    """``transformers.XcodecConfig`` arguments: the published architecture (transformers' defaults: DAC
+    acoustic encoder / decoder, HuBERT Base semantic model, 8 codebooks of 1024 at 50 Hz), or narrow
+    (``tiny``: a 4-filter DAC, a one-layer 16-d HuBERT) with the same strides and codebooks."""
+    if not tiny:
+        return {}
+    return dict(
+        acoustic_model_config=dict(encoder_hidden_size=4, decoder_hidden_size=16, hidden_size=8),
+        semantic_model_config=dict(
+            model_type="hubert",
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            conv_dim=[8] * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+        ),
+    )
+
+
+def write_xcodec(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0, **overrides) -> Path:
+    """Write a random-weight ``transformers.XcodecModel`` with ``save_pretrained`` (``config.json`` +
+    ``model.safetensors``, the files of ``hf-audio/xcodec-hubert-librispeech``) into ``folder``.
+    transformers initialises the codebooks to zeros: they get data-driven Gaussian codewords from the fused
+    (acoustic + semantic) frames ``XcodecModel.encode`` quantizes (``init_codebooks``)."""
+    import torch.nn.functional as F
+    from transformers import XcodecConfig, XcodecModel
+
+    torch.manual_seed(seed)
+    model = XcodecModel(XcodecConfig(**{**xcodec_config(tiny), **overrides})).eval()
+    x = probe_signal(model.config.sample_rate, 8, 1, seed)
+    with torch.no_grad():  # the steps of ``XcodecModel.encode`` up to the quantizer
+        semantic = model.encoder_semantic(model._extract_semantic_features(x).transpose(1, 2))
+        acoustic = model.acoustic_encoder(x)
+        if acoustic.shape[-1] != semantic.shape[-1]:
+            acoustic = model.acoustic_encoder(F.pad(x, (model.pad, model.pad)))
+        fused = model.fc(torch.cat([acoustic, semantic], dim=1).transpose(1, 2))[0]  # [T, D]
+    init_codebooks([q.codebook for q in model.quantizer.quantizers], fused, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder

@@ -76,6 +76,9 @@ UPSTREAM_PACKAGE = {
     "snac": "snac",
     "speechtokenizer": "speechtokenizer",
     "mimi": "transformers",
+    "xcodec2": "transformers",
+    "wavtokenizer": "transformers",
+    "xcodec": "transformers",
     "semantic": "torchaudio",  # HuBERT features and the unit HiFi-GAN
 }
 

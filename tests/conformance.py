@@ -50,6 +50,10 @@ LOAD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "speechtokenizer": _codec_standin("write_speechtokenizer", "speechtokenizer"),
     "snac-24khz": _codec_standin("write_snac", "snac", True),
     "mimi": _codec_standin("write_mimi", "mimi", True),
+    "xcodec2": _codec_standin("write_xcodec2", "xcodec2", True),
+    "wavtokenizer-40hz": _codec_standin("write_wavtokenizer", "wavtokenizer-40hz", "40hz"),
+    "wavtokenizer-75hz": _codec_standin("write_wavtokenizer", "wavtokenizer-75hz", "75hz"),
+    "xcodec": _codec_standin("write_xcodec", "xcodec", True),
     **{
         name: _semantic_standin(name)
         for name in (
@@ -61,6 +65,9 @@ LOAD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
             "semantic-bundle",
         )
     },
+    "mhubert-147": lambda tmp: __import__(
+        "slmtok.tokenizers.semantic.faiss_index", fromlist=["standin_options"]
+    ).standin_options(tmp),
 }
 
 #: extra variants worth running the whole suite on
