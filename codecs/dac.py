@@ -22,6 +22,10 @@ values as in a whole-input encode: chunked codes equal whole-input codes up to f
 Checkpoints: ``checkpoint=`` a ``.pth`` in DAC's own format (``{"state_dict", "metadata": {"kwargs"}}``,
 as ``DAC.save(package=False)`` and the releases write it). It is loaded with ``weights_only=True``;
 numpy values in its metadata are admitted only if it is sha256-verified by its card or ``trust=True``.
+Or a Hugging Face ``save_pretrained`` folder (``config.json`` + ``model.safetensors``, as ``descript/dac_*``
+publish them): its tensors are renamed to the ``dac`` package's and weight norm folded
+(``slmtok.codecs.hf_format``); a folder of another model type is refused with one line. A hub card with a
+``config`` file is read the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slmtok.codecs import ragged
+from slmtok.codecs import hf_format, ragged
 from slmtok.codecs.base import ChunkedCodec
 from slmtok.codecs.loading import CheckpointError, fold_weight_norm, resolve_source
 from slmtok.errors import CodesError
@@ -105,24 +109,52 @@ class DACTokenizer(ChunkedCodec):
         if rate not in RATES:
             raise ValueError(f"DAC rate must be one of {sorted(RATES)}, got {rate!r}")
         name = f"dac-{rate}"
-        source = resolve_source(name, checkpoint=checkpoint, card=card, trust=trust)
+        hf = hf_format.is_hf_checkpoint(checkpoint) or (
+            checkpoint is None and hf_format.card_has_config(name, card)
+        )
+        if hf:  # a transformers ``save_pretrained`` folder: config.json + model.safetensors
+            source = resolve_source(
+                name,
+                checkpoint=checkpoint,
+                card=card,
+                trust=trust,
+                roles=("config", "weights"),
+                split_checkpoint=hf_format.split_checkpoint,
+            )
+            config = hf_format.read_config(source.paths["config"], source.label, "dac")
+            kwargs = hf_format.dac_kwargs(config, source.label)
+        else:
+            source = resolve_source(name, checkpoint=checkpoint, card=card, trust=trust)
+            obj = source.load()
+            try:
+                state, kwargs = obj["state_dict"], dict(obj["metadata"]["kwargs"])
+            except (TypeError, KeyError):
+                raise CheckpointError(
+                    f"{source.label} is not a DAC checkpoint (no state_dict / metadata.kwargs)"
+                ) from None
         super().__init__(device=device, load_options=source.options)
-        obj = source.load()
-        try:
-            state, kwargs = obj["state_dict"], dict(obj["metadata"]["kwargs"])
-        except (TypeError, KeyError):
-            raise CheckpointError(
-                f"{source.label} is not a DAC checkpoint (no state_dict / metadata.kwargs)"
-            ) from None
         kwargs.setdefault("sample_rate", RATES[rate])
         if int(kwargs["sample_rate"]) != RATES[rate]:
             raise CheckpointError(f"{source.label} is a {kwargs['sample_rate']} Hz DAC, not {name}")
         model = build_model(kwargs)
-        missing, _ = model.load_state_dict(state, strict=False)
-        if missing:
-            raise CheckpointError(f"{source.label} lacks {len(missing)} DAC weights, e.g. {missing[0]}")
-        state_hash = content_hash({"tokenizer": name, **_jsonable(kwargs)}, state)
-        fold_weight_norm(model)
+        if hf:
+            weights = hf_format.read_weights(source.paths["weights"], source.label)
+            state = hf_format.dac_state_dict(weights, kwargs, source.label)
+            fold_weight_norm(model)  # the folder's weights are plain (weight norm folded on reading)
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as error:
+                first = (str(error).splitlines() or [type(error).__name__])[0]
+                raise CheckpointError(
+                    f"{source.label} does not fit the dac package's model: {first}"
+                ) from None
+            state_hash = content_hash({"tokenizer": name, **_jsonable(kwargs)}, state)
+        else:
+            missing, _ = model.load_state_dict(state, strict=False)
+            if missing:
+                raise CheckpointError(f"{source.label} lacks {len(missing)} DAC weights, e.g. {missing[0]}")
+            state_hash = content_hash({"tokenizer": name, **_jsonable(kwargs)}, state)
+            fold_weight_norm(model)
         self.model = model.to(self.device)
         self.hop = int(model.hop_length)
         self.encode_context = math.ceil(encoder_radius(model.encoder) / self.hop) + 1

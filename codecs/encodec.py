@@ -31,7 +31,11 @@ chunked codes are exactly the whole-input codes.
 
 Checkpoints: ``checkpoint=`` a ``.th`` state dict as the publisher ships it (``encodec_24khz-d7cc33bc.th``);
 the architecture is read from the tensor shapes (``n_filters``, ``dimension``, codebooks, LSTM layers),
-so small stand-ins load too. Without it the published weights come from the hub card.
+so small stand-ins load too. Or a Hugging Face ``save_pretrained`` folder (``config.json`` +
+``model.safetensors``, as ``facebook/encodec_24khz`` / ``facebook/encodec_48khz`` publish them): its
+tensors are renamed to the ``encodec`` package's (``slmtok.codecs.hf_format``), its config must be one
+that package builds, and a folder of another model type is refused with one line. A hub card with a
+``config`` file is read the same way. Without either the published weights come from the hub card.
 """
 
 from __future__ import annotations
@@ -45,9 +49,9 @@ from typing import Any
 import torch
 
 from slmtok.batching import pad_stack
-from slmtok.codecs import ragged
+from slmtok.codecs import hf_format, ragged
 from slmtok.codecs.base import ChunkedCodec
-from slmtok.codecs.loading import CodecSource, check_inited, fold_weight_norm, resolve_source
+from slmtok.codecs.loading import CheckpointError, CodecSource, check_inited, fold_weight_norm, resolve_source
 from slmtok.errors import CodesError
 from slmtok.tokenizer import content_hash
 from slmtok.types import TokenizerCard
@@ -150,12 +154,37 @@ class EncodecTokenizer(ChunkedCodec):
         if variant not in VARIANTS:
             raise ValueError(f"EnCodec variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         name = f"encodec-{variant}"
-        source: CodecSource = resolve_source(name, checkpoint=checkpoint, card=card, trust=trust)
+        hf = hf_format.is_hf_checkpoint(checkpoint) or (
+            checkpoint is None and hf_format.card_has_config(name, card)
+        )
+        if hf:  # a transformers ``save_pretrained`` folder: config.json + model.safetensors
+            source: CodecSource = resolve_source(
+                name,
+                checkpoint=checkpoint,
+                card=card,
+                trust=trust,
+                roles=("config", "weights"),
+                split_checkpoint=hf_format.split_checkpoint,
+            )
+            config = hf_format.read_config(source.paths["config"], source.label, "encodec")
+            hf_format.encodec_check_config(config, source.label, VARIANTS[variant], name)
+            weights = hf_format.read_weights(source.paths["weights"], source.label)
+            state = hf_format.encodec_state_dict(weights, source.label)
+        else:
+            source = resolve_source(name, checkpoint=checkpoint, card=card, trust=trust)
+            state = source.load_state_dict()
         super().__init__(device=device, load_options=source.options)
-        state = source.load_state_dict()
-        arch = infer_architecture(state)
-        model = build_model(variant, arch)
-        model.load_state_dict(state, strict=True)
+        try:
+            arch = infer_architecture(state)
+            model = build_model(variant, arch)
+            model.load_state_dict(state, strict=True)
+        except (ValueError, RuntimeError) as error:
+            if not hf:
+                raise
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(
+                f"{source.label} does not fit the encodec package's model: {first}"
+            ) from None
         check_inited(model, source.label)
         fold_weight_norm(model)
         self.model = model.to(self.device)
