@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -74,18 +75,27 @@ def main() -> None:
                     row.update(measure(tok, args.seconds, args.chunk_ms))
                     rows.append(row)
                     print(json.dumps(row))
+                    write(Path(args.output), args, rows)  # after every row: a cut-short run keeps its rows
         finally:
             torch.set_num_threads(before)
+    print(f"wrote {args.output}")
+
+
+def write(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
+    """The report so far: machine, settings and one row per (tokenizer, threads)."""
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+        },
         "note": "random-weight full-size models; slmtok streams by recomputing from the start (O(n^2))",
         "seconds": args.seconds,
+        "chunk_ms": args.chunk_ms,
         "rows": rows,
     }
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
