@@ -45,6 +45,7 @@ def register_builtins() -> None:
         ("wav2vec2-base", "wav2vec 2.0 Base (transformers Wav2Vec2Model), hidden_states[L], 768-d, 50 Hz"),
         ("xlsr-300m", "XLS-R 300M, 128 languages (transformers Wav2Vec2Model), hidden_states[L], 1024-d"),
         ("mhubert-147", "mHuBERT-147, 147 languages (transformers HubertModel), hidden_states[L], 768-d"),
+        ("mhubert-147-iter2", "mHuBERT-147 2nd iteration (its FAISS units' features), hidden_states[L]"),
     ):
         target = f"{f}.transformers_features:{name.replace('-', '_')}"
         FEATURES.register(name, target, description=what, origin="builtin")
@@ -61,10 +62,13 @@ def register_builtins() -> None:
     s = "slmtok.tokenizers.semantic"
     from slmtok.tokenizers.semantic.published import BUNDLES  # the cards: toml only, no torch
 
+    faiss_bundles = {"mhubert-147"}  # units from a published FAISS index (read with faiss itself)
     for name, spec in BUNDLES.items():
         TOKENIZERS.register(
             name,
-            f"{s}.bundle:SemanticTokenizer",
+            f"{s}.faiss_index:FaissSemanticTokenizer"
+            if name in faiss_bundles
+            else f"{s}.bundle:SemanticTokenizer",
             description=spec.description,
             defaults={"spec": name},
             origin="builtin",

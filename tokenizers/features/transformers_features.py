@@ -1,5 +1,5 @@
 """Self-supervised speech features through Hugging Face ``transformers`` (``WavLMModel``, ``Wav2Vec2Model``,
-``HubertModel``): ``wavlm-base-plus``, ``wavlm-large``, ``wav2vec2-base``, ``xlsr-300m``, ``mhubert-147``.
+``HubertModel``): ``wavlm-base-plus``, ``wavlm-large``, ``wav2vec2-base``, ``xlsr-300m``, ``mhubert-147`` (and its 2nd iteration, ``mhubert-147-iter2``).
 
 Layer ``L`` is transformers' ``output_hidden_states=True`` ``hidden_states[L]`` (0: the transformer's
 input after the positional convolution; ``L >= 1``: the output of transformer layer ``L``), 16 kHz
@@ -55,7 +55,8 @@ VARIANTS = {
     "wavlm-large": Variant("wavlm-large", "wavlm-large", "wavlm", 24, 1024, True),
     "wav2vec2-base": Variant("wav2vec2-base", "wav2vec2-base", "wav2vec2", 12, 768, True),
     "xlsr-300m": Variant("xlsr-300m", "xlsr-300m", "wav2vec2", 24, 1024, True),
-    "mhubert-147": Variant("mhubert-147", "mhubert-147", "hubert", 12, 768, True),
+    "mhubert-147": Variant("mhubert-147", "mhubert-147-3rd-iter", "hubert", 12, 768, True),
+    "mhubert-147-iter2": Variant("mhubert-147-iter2", "mhubert-147-iter2-base", "hubert", 12, 768, True),
 }
 
 _CLASSES = {"wavlm": "WavLMModel", "wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel"}
@@ -246,3 +247,4 @@ wavlm_large = _factory("wavlm-large")
 wav2vec2_base = _factory("wav2vec2-base")
 xlsr_300m = _factory("xlsr-300m")
 mhubert_147 = _factory("mhubert-147")
+mhubert_147_iter2 = _factory("mhubert-147-iter2")
