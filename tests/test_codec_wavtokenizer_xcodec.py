@@ -345,3 +345,24 @@ def test_xcodec_input_shorter_than_transformers_takes_is_zero_padded(xc, xc_upst
     audio = xc.decode(tokens)
     assert int(audio.lengths[0]) == 50
     torch.testing.assert_close(audio.wav, xc_decode(xc_upstream, reference)[..., :50], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["40hz", "75hz", "xcodec"])
+def test_stacked_calls_still_give_solo_codes(toks, xc, upstream, xc_upstream, utterances, which):
+    """With ``stack_batches`` (the CUDA default, here on CPU) pieces of one canonical width share a call;
+    each item still gets transformers' codes for it alone (items cut mid-frame to share a width)."""
+    tok, model = (xc, xc_upstream) if which == "xcodec" else (toks[which], upstream[which])
+    items = [model_input(tok, u, 16000)[0, :, : 14400 - 7 * i] for i, u in enumerate(utterances[:3])]
+    lengths = torch.tensor([x.shape[-1] for x in items])
+    batch = torch.zeros(len(items), 1, int(lengths.max()))
+    for i, x in enumerate(items):
+        batch[i, :, : x.shape[-1]] = x
+    tok.stack_batches = True
+    try:
+        tokens = tok.encode(batch, tok.card.sample_rate, lengths=lengths)
+    finally:
+        del tok.stack_batches
+    for i, x in enumerate(items):
+        with torch.inference_mode():
+            solo = model.encode(x[None]).audio_codes[0]
+        assert torch.equal(tokens.codes[i, :, : solo.shape[-1]], solo), f"item {i}"
