@@ -24,3 +24,9 @@ def register_builtins() -> None:
         description="mel HiFi-GAN V1/V2/V3 (jik876/hifi-gan generator_v1 + config.json)",
         origin="builtin",
     )
+    VOCODERS.register(
+        "vocos",
+        "slmtok.vocoders.vocos:load_vocos",
+        description="Vocos mel vocoder (pip vocos; charactr/vocos-mel-24khz config.yaml + pytorch_model.bin)",
+        origin="builtin",
+    )
