@@ -16,7 +16,6 @@ implementations make, so the weights keep their bits.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -24,10 +23,9 @@ from typing import Any
 
 import torch
 
+from slmtok.codecs import transformers_codec
 from slmtok.codecs.loading import CheckpointError
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from slmtok.codecs.transformers_codec import CONFIG_NAME, WEIGHTS_NAME
 
 # config fields of transformers' EncodecConfig that the ``encodec`` package's SEANet fixes (its defaults,
 # which ``codecs.encodec.build_model`` uses): a checkpoint with other values cannot be represented
@@ -79,19 +77,7 @@ def split_checkpoint(checkpoint: Any) -> dict[str, Path]:
 
 def read_config(path: Path, label: str, model_type: str) -> dict[str, Any]:
     """``config.json`` as a dict; ``CheckpointError`` unless its ``model_type`` is ``model_type``."""
-    try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read config {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} is not a transformers config (a JSON object)")
-    found = config.get("model_type")
-    if found != model_type:
-        raise CheckpointError(
-            f"{label} is a {found!r} checkpoint, not a Hugging Face {TITLES[model_type]} one "
-            f"(model_type {model_type!r})"
-        )
-    return config
+    return transformers_codec.read_config(path, label, model_type, f"Hugging Face {TITLES[model_type]}")
 
 
 def read_weights(path: Path, label: str) -> dict[str, torch.Tensor]:

@@ -33,78 +33,26 @@ refused with one line. Without it both files come from the hub card ``mimi``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from slmtok.codecs.base import ChunkedCodec
-from slmtok.codecs.loading import CheckpointError, resolve_source
+from slmtok.codecs.base import SampleTrimmedCodec
+from slmtok.codecs.loading import CheckpointError
+from slmtok.codecs.transformers_codec import load_pretrained, read_config, resolve_folder, stack_padded
 from slmtok.errors import CodesError
 from slmtok.tokenizer import content_hash
 from slmtok.types import TokenizerCard
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-def split_checkpoint(checkpoint: Any) -> dict[str, Path]:
-    """A ``save_pretrained`` folder, or its ``(config.json, model.safetensors)`` pair (one folder)."""
-    if isinstance(checkpoint, (list, tuple)):
-        if len(checkpoint) != 2:
-            raise CheckpointError(
-                "mimi checkpoint= takes a save_pretrained folder (config.json + model.safetensors)"
-            )
-        return {"config": Path(os.fspath(checkpoint[0])), "weights": Path(os.fspath(checkpoint[1]))}
-    folder = Path(os.fspath(checkpoint))
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"mimi checkpoint= takes a save_pretrained folder (config.json + model.safetensors), got {folder}"
-        )
-    return {"config": folder / CONFIG_NAME, "weights": folder / WEIGHTS_NAME}
-
-
-def read_config(path: Path, label: str) -> dict[str, Any]:
-    """``config.json`` as a dict, refused unless its ``model_type`` is ``"mimi"``."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read Mimi config {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} is not a transformers config (a JSON object)")
-    model_type = config.get("model_type")
-    if model_type != "mimi":
-        raise CheckpointError(f"{label} is a {model_type!r} checkpoint, not a Mimi one (model_type 'mimi')")
-    return config
-
 
 def load_model(paths: dict[str, Path], label: str):
-    """``MimiModel.from_pretrained`` on the folder holding both files (float32, eval mode, local files
-    only); refused when weights are missing, unexpected or of the wrong shape."""
+    """``MimiModel.from_pretrained`` on the folder (``slmtok.codecs.transformers_codec.load_pretrained``),
+    also refused when the weights hold another number of codebooks than the config asks for."""
     from transformers import MimiModel
 
-    folder = paths["config"].parent
-    if (
-        paths["config"].name != CONFIG_NAME
-        or paths["weights"].name != WEIGHTS_NAME
-        or paths["weights"].parent != folder
-    ):
-        raise CheckpointError(f"{label}: Mimi needs {CONFIG_NAME} and {WEIGHTS_NAME} in one folder")
-    try:
-        model, info = MimiModel.from_pretrained(
-            str(folder), local_files_only=True, dtype=torch.float32, output_loading_info=True
-        )
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
-        first = (str(error).splitlines() or [type(error).__name__])[0]
-        raise CheckpointError(f"cannot load Mimi checkpoint {label}: {first}") from None
-    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = sorted(str(k) for k in info.get(kind) or ())
-        if keys:
-            shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-            raise CheckpointError(f"{label} does not match its config: {kind.replace('_', ' ')}: {shown}")
+    model = load_pretrained(MimiModel, paths, label, "Mimi")
     # transformers drops codebooks the config does not ask for without a word: count them in the file
     books = count_codebooks(paths["weights"])
     if books != int(model.config.num_quantizers):
@@ -124,7 +72,7 @@ def count_codebooks(path: Path) -> int:
         return sum(1 for k in keys if k.startswith("quantizer.") and k.endswith(".codebook.embed_sum"))
 
 
-class MimiTokenizer(ChunkedCodec):
+class MimiTokenizer(SampleTrimmedCodec):
     """Mimi behind the ``Tokenizer`` interface. Build with ``slmtok.load("mimi", ...)``.
 
     Args:
@@ -149,16 +97,9 @@ class MimiTokenizer(ChunkedCodec):
         trust: bool = False,
     ) -> None:
         name = "mimi"
-        source = resolve_source(
-            name,
-            checkpoint=checkpoint,
-            card=card,
-            trust=trust,
-            roles=("config", "weights"),
-            split_checkpoint=split_checkpoint,
-        )
+        source = resolve_folder(name, checkpoint=checkpoint, card=card, trust=trust)
         super().__init__(device=device, load_options=dict(source.options))
-        config = read_config(source.paths["config"], source.label)
+        config = read_config(source.paths["config"], source.label, "mimi", "Mimi")
         model = load_model(source.paths, source.label)
         self.model = model.to(self.device)
         cfg = model.config
@@ -222,10 +163,7 @@ class MimiTokenizer(ChunkedCodec):
         for i, n in enumerate(lengths):
             out = self.model.encode(wav[i : i + 1, :, : int(n)], num_quantizers=n_codebooks)
             codes.append(out.audio_codes[0])  # [K, T_i]
-        frames = [c.shape[-1] for c in codes]
-        width = max(frames)
-        batch = torch.stack([torch.nn.functional.pad(c, (0, width - c.shape[-1])) for c in codes])
-        return batch, frames
+        return stack_padded(codes)
 
     def decode_pieces(self, codes, lengths):
         """``codes [N, K, T']`` -> audio ``[N, 1, W]``: each piece's own frames through ``model.decode``
@@ -233,27 +171,4 @@ class MimiTokenizer(ChunkedCodec):
         wavs = []
         for i, n in enumerate(lengths):
             wavs.append(self.model.decode(codes[i : i + 1, :, : int(n)].long()).audio_values[0])  # [1, T*hop]
-        out_lengths = [w.shape[-1] for w in wavs]
-        width = max(out_lengths)
-        return torch.stack([torch.nn.functional.pad(w, (0, width - w.shape[-1])) for w in wavs]), out_lengths
-
-    # -------------------------------------------------------------------------------- trimming
-    def _encode(self, wav, lengths, n_codebooks):
-        codes, frames, extras = super()._encode(wav, lengths, n_codebooks)
-        start = torch.arange(codes.shape[-1])[None, :] * self.hop  # [1, T]
-        n = torch.as_tensor([int(x) for x in lengths])[:, None]
-        samples = (n - start).clamp(0, self.hop)
-        samples = samples.masked_fill(torch.arange(codes.shape[-1])[None, :] >= frames[:, None], 0)
-        return codes, frames, {**extras, "samples": samples[:, None, :]}
-
-    def _decode(self, codes, lengths, extras):
-        wav, out_lengths = super()._decode(codes, lengths, extras)
-        samples = extras.get("samples")
-        if samples is None:
-            return wav, out_lengths
-        frames = torch.arange(samples.shape[-1], device=samples.device)[None, :] < lengths[:, None]
-        keep = (samples[:, 0] * frames).sum(dim=-1).cpu()
-        out_lengths = torch.minimum(out_lengths, keep)
-        width = int(out_lengths.max()) if len(out_lengths) else 0
-        beyond = torch.arange(width)[None, None, :] >= out_lengths[:, None, None]
-        return wav[..., :width].masked_fill(beyond.to(wav.device), 0.0), out_lengths
+        return stack_padded(wavs)

@@ -57,7 +57,7 @@ from typing import Any
 
 import torch
 
-from slmtok.codecs.base import ChunkedCodec
+from slmtok.codecs.base import SampleTrimmedCodec
 from slmtok.codecs.dac import decoder_radius, encoder_radius
 from slmtok.codecs.loading import CheckpointError, resolve_source
 from slmtok.errors import CodesError
@@ -118,7 +118,7 @@ class WholeWindows:
         setattr(obj, self.slot, int(value))
 
 
-class SNACTokenizer(ChunkedCodec):
+class SNACTokenizer(SampleTrimmedCodec):
     """SNAC behind the ``Tokenizer`` interface. Build with ``slmtok.load("snac-24khz", ...)``.
 
     Args:
@@ -288,24 +288,3 @@ class SNACTokenizer(ChunkedCodec):
                 else:
                     x = sub(x)
         return x
-
-    # -------------------------------------------------------------------------------- trimming
-    def _encode(self, wav, lengths, n_codebooks):
-        codes, frames, extras = super()._encode(wav, lengths, n_codebooks)
-        start = torch.arange(codes.shape[-1])[None, :] * self.hop  # [1, T]
-        n = torch.as_tensor([int(x) for x in lengths])[:, None]
-        samples = (n - start).clamp(0, self.hop)
-        samples = samples.masked_fill(torch.arange(codes.shape[-1])[None, :] >= frames[:, None], 0)
-        return codes, frames, {**extras, "samples": samples[:, None, :]}
-
-    def _decode(self, codes, lengths, extras):
-        wav, out_lengths = super()._decode(codes, lengths, extras)
-        samples = extras.get("samples")
-        if samples is None:
-            return wav, out_lengths
-        frames = torch.arange(samples.shape[-1], device=samples.device)[None, :] < lengths[:, None]
-        keep = (samples[:, 0] * frames).sum(dim=-1).cpu()
-        out_lengths = torch.minimum(out_lengths, keep)
-        width = int(out_lengths.max()) if len(out_lengths) else 0
-        beyond = torch.arange(width)[None, None, :] >= out_lengths[:, None, None]
-        return wav[..., :width].masked_fill(beyond.to(wav.device), 0.0), out_lengths

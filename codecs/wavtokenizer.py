@@ -29,112 +29,20 @@ takes ``checkpoint=`` only (a folder converted from the original 75 Hz ``.ckpt``
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from slmtok.codecs.base import ChunkedCodec
-from slmtok.codecs.loading import CheckpointError, resolve_source
+from slmtok.codecs.base import SampleTrimmedCodec
+from slmtok.codecs.loading import CheckpointError
+from slmtok.codecs.transformers_codec import load_pretrained, read_config, resolve_folder, stack_padded
 from slmtok.errors import CodesError
 from slmtok.tokenizer import content_hash
 from slmtok.types import TokenizerCard
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 VARIANTS = {"40hz": 600, "75hz": 320}  # variant -> hop (samples per code at 24 kHz)
 NO_HF_RELEASE = {"75hz"}  # variants with no transformers-format release (no hub card): checkpoint= only
-
-
-def split_folder(checkpoint: Any, name: str) -> dict[str, Path]:
-    """A ``save_pretrained`` folder, or its ``(config.json, model.safetensors)`` pair (one folder)."""
-    usage = f"{name} checkpoint= takes a save_pretrained folder ({CONFIG_NAME} + {WEIGHTS_NAME})"
-    if isinstance(checkpoint, (list, tuple)):
-        if len(checkpoint) != 2:
-            raise CheckpointError(usage)
-        return {"config": Path(os.fspath(checkpoint[0])), "weights": Path(os.fspath(checkpoint[1]))}
-    folder = Path(os.fspath(checkpoint))
-    if not folder.is_dir():
-        raise CheckpointError(f"{usage}, got {folder}")
-    return {"config": folder / CONFIG_NAME, "weights": folder / WEIGHTS_NAME}
-
-
-def read_config(path: Path, label: str, model_type: str, title: str) -> dict[str, Any]:
-    """``config.json`` as a dict, refused unless its ``model_type`` is ``model_type``."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read {title} config {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} is not a transformers config (a JSON object)")
-    found = config.get("model_type")
-    if found != model_type:
-        raise CheckpointError(
-            f"{label} is a {found!r} checkpoint, not a {title} one (model_type {model_type!r})"
-        )
-    return config
-
-
-def load_pretrained(model_class, paths: dict[str, Path], label: str, title: str):
-    """``model_class.from_pretrained`` on the folder holding both files (float32, eval mode, local files
-    only); refused when weights are missing, unexpected or of the wrong shape."""
-    folder = paths["config"].parent
-    if (
-        paths["config"].name != CONFIG_NAME
-        or paths["weights"].name != WEIGHTS_NAME
-        or paths["weights"].parent != folder
-    ):
-        raise CheckpointError(f"{label}: {title} needs {CONFIG_NAME} and {WEIGHTS_NAME} in one folder")
-    try:
-        model, info = model_class.from_pretrained(
-            str(folder), local_files_only=True, dtype=torch.float32, output_loading_info=True
-        )
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
-        first = (str(error).splitlines() or [type(error).__name__])[0]
-        raise CheckpointError(f"cannot load {title} checkpoint {label}: {first}") from None
-    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = sorted(str(k) for k in info.get(kind) or ())
-        if keys:
-            shown = ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-            raise CheckpointError(f"{label} does not match its config: {kind.replace('_', ' ')}: {shown}")
-    return model.eval()
-
-
-def stack_padded(items: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    """``[C, L_i]`` tensors -> ``[N, C, max L]`` zero-padded, and the lengths ``L_i``."""
-    lengths = [x.shape[-1] for x in items]
-    width = max(lengths)
-    return torch.stack([torch.nn.functional.pad(x, (0, width - x.shape[-1])) for x in items]), lengths
-
-
-class SampleTrimmedCodec(ChunkedCodec):
-    """A ``ChunkedCodec`` whose tokens record the input samples of each frame (``extras["samples"]``
-    ``[B, 1, T]``) so that decoding cuts each item back to its input length."""
-
-    hop: int
-
-    def _encode(self, wav, lengths, n_codebooks):
-        codes, frames, extras = super()._encode(wav, lengths, n_codebooks)
-        start = torch.arange(codes.shape[-1])[None, :] * self.hop  # [1, T]
-        n = torch.as_tensor([int(x) for x in lengths])[:, None]
-        samples = (n - start).clamp(0, self.hop)
-        samples = samples.masked_fill(torch.arange(codes.shape[-1])[None, :] >= frames[:, None], 0)
-        return codes, frames, {**extras, "samples": samples[:, None, :]}
-
-    def _decode(self, codes, lengths, extras):
-        wav, out_lengths = super()._decode(codes, lengths, extras)
-        samples = extras.get("samples")
-        if samples is None:
-            return wav, out_lengths
-        frames = torch.arange(samples.shape[-1], device=samples.device)[None, :] < lengths[:, None]
-        keep = (samples[:, 0] * frames).sum(dim=-1).cpu()
-        out_lengths = torch.minimum(out_lengths, keep)
-        width = int(out_lengths.max()) if len(out_lengths) else 0
-        beyond = torch.arange(width)[None, None, :] >= out_lengths[:, None, None]
-        return wav[..., :width].masked_fill(beyond.to(wav.device), 0.0), out_lengths
 
 
 class WavTokenizerTokenizer(SampleTrimmedCodec):
@@ -174,14 +82,7 @@ class WavTokenizerTokenizer(SampleTrimmedCodec):
                 f"{name}: no transformers-format release of this variant is known (the 75 Hz checkpoints "
                 "ship as Lightning .ckpt pickles); pass checkpoint= a WavTokenizerModel save_pretrained folder"
             )
-        source = resolve_source(
-            name,
-            checkpoint=checkpoint,
-            card=card,
-            trust=trust,
-            roles=("config", "weights"),
-            split_checkpoint=lambda c: split_folder(c, name),
-        )
+        source = resolve_folder(name, checkpoint=checkpoint, card=card, trust=trust)
         super().__init__(device=device, load_options=dict(source.options))
         config = read_config(source.paths["config"], source.label, "wavtokenizer", "WavTokenizer")
         model = load_pretrained(WavTokenizerModel, source.paths, source.label, "WavTokenizer")

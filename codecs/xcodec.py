@@ -38,14 +38,8 @@ from typing import Any
 
 import torch
 
-from slmtok.codecs.loading import resolve_source
-from slmtok.codecs.wavtokenizer import (
-    SampleTrimmedCodec,
-    load_pretrained,
-    read_config,
-    split_folder,
-    stack_padded,
-)
+from slmtok.codecs.base import SampleTrimmedCodec
+from slmtok.codecs.transformers_codec import load_pretrained, read_config, resolve_folder, stack_padded
 from slmtok.errors import CodesError
 from slmtok.tokenizer import content_hash
 from slmtok.types import TokenizerCard
@@ -78,14 +72,7 @@ class XcodecTokenizer(SampleTrimmedCodec):
         from transformers import XcodecModel
 
         name = "xcodec"
-        source = resolve_source(
-            name,
-            checkpoint=checkpoint,
-            card=card,
-            trust=trust,
-            roles=("config", "weights"),
-            split_checkpoint=lambda c: split_folder(c, name),
-        )
+        source = resolve_folder(name, checkpoint=checkpoint, card=card, trust=trust)
         super().__init__(device=device, load_options=dict(source.options))
         config = read_config(source.paths["config"], source.label, "xcodec", "X-Codec")
         model = load_pretrained(XcodecModel, source.paths, source.label, "X-Codec")

@@ -35,17 +35,9 @@ from .test_codec_parity import file_card, model_input
 
 one_thread = parity.one_thread
 utterances = parity.utterances
+home = parity.home  # a private SLMTOK_HOME for the module
 
 RATES = (8000, 16000, 22050)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A private slmtok cache for the module (``SLMTOK_HOME``)."""
-    path = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLMTOK_HOME", str(path))
-        yield path
 
 
 def speech_like(rate: int, seconds: float) -> torch.Tensor:

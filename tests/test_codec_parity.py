@@ -61,6 +61,15 @@ def utterances() -> list[torch.Tensor]:
     return out
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A private slmtok cache for the module (``SLMTOK_HOME``)."""
+    path = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLMTOK_HOME", str(path))
+        yield path
+
+
 def assert_same_codes(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     """``ours``/``theirs`` ``[K, T]``, upstream on one torch thread: equal at every frame."""
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)

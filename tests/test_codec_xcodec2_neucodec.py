@@ -40,6 +40,7 @@ from .test_codec_parity import file_card, model_input
 
 one_thread = parity.one_thread  # fixtures shared with the other codecs' parity tests: one thread, and
 utterances = parity.utterances  # four real utterances at 16 kHz (2.2, 1.7, 1.3, 0.9 s)
+home = parity.home  # a private SLMTOK_HOME for the module
 
 HOP = 320
 
@@ -62,15 +63,6 @@ def features(upstream):
     from transformers import Xcodec2FeatureExtractor
 
     return Xcodec2FeatureExtractor(sampling_rate=16000, hop_length=320)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A private slmtok cache for the module (``SLMTOK_HOME``)."""
-    path = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLMTOK_HOME", str(path))
-        yield path
 
 
 @pytest.fixture(scope="module")

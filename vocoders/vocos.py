@@ -4,11 +4,12 @@ A checkpoint is the folder the vocos authors publish (``charactr/vocos-mel-24khz
 (``feature_extractor`` / ``backbone`` / ``head``, each a ``class_path`` + ``init_args``) and
 ``pytorch_model.bin`` (a state dict). Safety: ``class_path`` must name a class of the ``vocos`` package
 (``vocos.`` prefix; anything else is refused before anything is imported or built), and the weights are
-read with ``torch.load(weights_only=True)``. The model is ``vocos.Vocos`` built from those classes.
+read by ``slmtok.hub.safe_load.load_torch_checkpoint`` (torch's restricted unpickler, like every
+checkpoint slmtok reads). The model is ``vocos.Vocos`` built from those classes.
 
 Not here: Vocos's EnCodec-token decoder (``charactr/vocos-encodec-24khz``): vocos 0.1.0's
 ``EncodecFeatures`` builds ``EncodecModel.encodec_model_24khz(pretrained=True)`` in its constructor,
-which downloads EnCodec's weights; see the report of issue #15.
+which downloads EnCodec's weights, so it cannot be built offline.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class VocosMel:
         import yaml
         from vocos import Vocos
 
+        from slmtok.hub.safe_load import load_torch_checkpoint
+
         folder = Path(checkpoint)
         config, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
         if not config.is_file() or not weights.is_file():
@@ -74,7 +77,7 @@ class VocosMel:
         parts = {p: _build(raw.get(p), p, config) for p in ("feature_extractor", "backbone", "head")}
         model = Vocos(**parts)
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = load_torch_checkpoint(weights)  # slmtok's one checkpoint policy
             model.load_state_dict(state, strict=True)
         except Exception as error:  # noqa: BLE001 (unpickling / shape errors: one line)
             first = (str(error).splitlines() or [type(error).__name__])[0]
