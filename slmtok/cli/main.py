@@ -69,6 +69,29 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def tokenizer_args(p: argparse.ArgumentParser, with_name: bool = True) -> None:
+    """The options every command that loads a tokenizer takes: ``-t`` (unless ``with_name`` is false),
+    ``--device``, ``-O KEY=VALUE`` and ``--checkpoint``."""
+    if with_name:
+        p.add_argument(
+            "-t",
+            "--tokenizer",
+            default=DEFAULT_TOKENIZER,
+            help=f"tokenizer name (default {DEFAULT_TOKENIZER})",
+        )
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
+    p.add_argument(
+        "-O",
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tokenizer load option, e.g. -O dedup=true (repeatable)",
+    )
+    p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="slmtok",
@@ -79,26 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"slmtok {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    def tokenizer_args(p: argparse.ArgumentParser, with_name: bool = True) -> None:
-        if with_name:
-            p.add_argument(
-                "-t",
-                "--tokenizer",
-                default=DEFAULT_TOKENIZER,
-                help=f"tokenizer name (default {DEFAULT_TOKENIZER})",
-            )
-        p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
-        p.add_argument(
-            "-O",
-            "--option",
-            type=_option,
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="tokenizer load option, e.g. -O dedup=true (repeatable)",
-        )
-        p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format")
 
     p = sub.add_parser("list", help="list registered tokenizers with their cards")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default *)")

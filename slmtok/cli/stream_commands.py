@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from slmtok.cli.main import tokenizer_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,25 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         help="refuse longer input: streaming re-encodes from the start, O(n^2) (default 60)",
     )
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
-    p.add_argument(
-        "-O",
-        "--option",
-        type=_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="tokenizer load option (repeatable)",
-    )
-    p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format")
+    tokenizer_args(p, with_name=False)  # --device, -O KEY=VALUE, --checkpoint
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run_stream_resynth)
-
-
-def _option(text: str):
-    from slmtok.cli.main import _option as parse
-
-    return parse(text)
 
 
 def run_stream_resynth(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from slmtok.cli.main import tokenizer_args
+
 LAYOUT_HELP = (
     "unit layout: auto (<|s_N|> for one codebook, else <|cK_N|> interleaved frame by frame), "
     "single or codebooks (default auto)"
@@ -29,17 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--output",
         help="write to a .txt (one unit a line) or .json (a list) file (default: print one unit a line)",
     )
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
-    p.add_argument(
-        "-O",
-        "--option",
-        type=_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="tokenizer load option, e.g. -O dedup=true (repeatable)",
-    )
-    p.add_argument("--checkpoint", help="local checkpoint in the upstream's own format")
+    tokenizer_args(p, with_name=False)  # --device, -O KEY=VALUE, --checkpoint
     p.set_defaults(run=run_export_vocab)
 
     p = sub.add_parser(
@@ -55,12 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="refuse token files whose items would decode to more audio than this (default 14400 = 4 h)",
     )
     p.set_defaults(run=run_tokens_to_text)
-
-
-def _option(text: str):
-    from slmtok.cli.main import _option as parse
-
-    return parse(text)
 
 
 def _write_text(path: Path, text: str) -> None:
