@@ -103,8 +103,16 @@ def _absolute(path: Path) -> str:
     return os.path.abspath(path)
 
 
+def as_items(inputs: list[str] | list[InputItem]) -> list[InputItem]:
+    """``inputs`` as collected items: command-line inputs go through ``slmtok.inputs.collect``; items
+    already collected (one walk of the corpus per run) are returned as they are."""
+    if inputs and all(isinstance(i, InputItem) for i in inputs):
+        return list(inputs)
+    return collect(inputs)
+
+
 def make_plan(
-    inputs: list[str],
+    inputs: list[str] | list[InputItem],
     *,
     tokenizer: str,
     options: dict[str, Any],
@@ -125,7 +133,7 @@ def make_plan(
             probe_duration(i),
             None if i.source is None else i.source.to_dict(),
         )
-        for i in collect(inputs)
+        for i in as_items(inputs)
     ]
     items.sort(key=lambda it: (it.duration if it.duration is not None else -1.0, it.id))
     shards = [items[k : k + shard_size] for k in range(0, len(items), shard_size)]
@@ -133,7 +141,7 @@ def make_plan(
 
 
 def describe_request(
-    inputs: list[str],
+    inputs: list[str] | list[InputItem],
     *,
     tokenizer: str,
     options: dict[str, Any],
@@ -148,7 +156,7 @@ def describe_request(
 
     ``absolute=False`` lists paths as given (how slmtok 0.x recorded them), to compare with such runs."""
     listing = []
-    for i in collect(inputs):
+    for i in as_items(inputs):
         try:
             size = Path(i.path).stat().st_size
         except OSError:

@@ -14,6 +14,7 @@ from typing import Any
 from slmtok.atomic import TMP_SUFFIX, atomic_path, remove_orphans
 from slmtok.corpus.plan import (
     Plan,
+    as_items,
     describe_request,
     is_relative,
     load_plan_and_request,
@@ -86,6 +87,7 @@ def encode_corpus(
     out = Path(out)
     options = _absolute_paths(dict(options or {}))
     tok = slmtok.load(tokenizer, device=device, **options)
+    inputs = as_items(inputs)  # the corpus is walked once; the request and the plan share the items
     request = describe_request(
         inputs,
         tokenizer=tokenizer,
