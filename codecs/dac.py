@@ -109,18 +109,9 @@ class DACTokenizer(ChunkedCodec):
         if rate not in RATES:
             raise ValueError(f"DAC rate must be one of {sorted(RATES)}, got {rate!r}")
         name = f"dac-{rate}"
-        hf = hf_format.is_hf_checkpoint(checkpoint) or (
-            checkpoint is None and hf_format.card_has_config(name, card)
-        )
+        source = hf_format.resolve_hf(name, checkpoint=checkpoint, card=card, trust=trust)
+        hf = source is not None
         if hf:  # a transformers ``save_pretrained`` folder: config.json + model.safetensors
-            source = resolve_source(
-                name,
-                checkpoint=checkpoint,
-                card=card,
-                trust=trust,
-                roles=("config", "weights"),
-                split_checkpoint=hf_format.split_checkpoint,
-            )
             config = hf_format.read_config(source.paths["config"], source.label, "dac")
             kwargs = hf_format.dac_kwargs(config, source.label)
         else:

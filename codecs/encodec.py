@@ -154,18 +154,9 @@ class EncodecTokenizer(ChunkedCodec):
         if variant not in VARIANTS:
             raise ValueError(f"EnCodec variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         name = f"encodec-{variant}"
-        hf = hf_format.is_hf_checkpoint(checkpoint) or (
-            checkpoint is None and hf_format.card_has_config(name, card)
-        )
+        source: CodecSource | None = hf_format.resolve_hf(name, checkpoint=checkpoint, card=card, trust=trust)
+        hf = source is not None
         if hf:  # a transformers ``save_pretrained`` folder: config.json + model.safetensors
-            source: CodecSource = resolve_source(
-                name,
-                checkpoint=checkpoint,
-                card=card,
-                trust=trust,
-                roles=("config", "weights"),
-                split_checkpoint=hf_format.split_checkpoint,
-            )
             config = hf_format.read_config(source.paths["config"], source.label, "encodec")
             hf_format.encodec_check_config(config, source.label, VARIANTS[variant], name)
             weights = hf_format.read_weights(source.paths["weights"], source.label)

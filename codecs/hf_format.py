@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from slmtok.codecs import transformers_codec
-from slmtok.codecs.loading import CheckpointError
+from slmtok.codecs.loading import CheckpointError, CodecSource, resolve_source
 from slmtok.codecs.transformers_codec import CONFIG_NAME, WEIGHTS_NAME
 
 # config fields of transformers' EncodecConfig that the ``encodec`` package's SEANet fixes (its defaults,
@@ -61,6 +61,22 @@ def card_has_config(name: str, card: Any) -> bool:
 
     model_card = hub.get_card(card if card is not None else name)
     return any(f.role == "config" for f in model_card.files)
+
+
+def resolve_hf(name: str, *, checkpoint: Any, card: Any, trust: bool) -> CodecSource | None:
+    """The ``config`` + ``weights`` files of ``name`` when they are a transformers ``save_pretrained``
+    checkpoint (a folder or pair given as ``checkpoint=``, or a card listing a ``config`` file); ``None``
+    when the checkpoint is in the upstream package's own format."""
+    if not (is_hf_checkpoint(checkpoint) or (checkpoint is None and card_has_config(name, card))):
+        return None
+    return resolve_source(
+        name,
+        checkpoint=checkpoint,
+        card=card,
+        trust=trust,
+        roles=("config", "weights"),
+        split_checkpoint=split_checkpoint,
+    )
 
 
 def split_checkpoint(checkpoint: Any) -> dict[str, Path]:
