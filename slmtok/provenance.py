@@ -181,6 +181,30 @@ def parse_weights(data: Any) -> tuple[WeightsFile, ...]:
     return tuple(out)
 
 
+def ref_to_dict(ref: TokenizerRef) -> dict[str, Any]:
+    """A ``TokenizerRef`` as JSON for files slmtok writes (token files, corpus shards, LM manifests):
+    ``name``, ``hash``, ``options`` without ``trust``, and the ``weights`` records."""
+    return {
+        "name": ref.name,
+        "hash": ref.hash,
+        "options": recorded_options(ref.options),
+        "weights": [w.to_dict() for w in ref.weights],
+    }
+
+
+def ref_from_dict(data: Any) -> TokenizerRef:
+    """The ``TokenizerRef`` of a ``ref_to_dict`` record read back from a file (``ValueError`` if it is not
+    one). Nothing in it is trusted: ``load_for`` filters its options and finds its weights by sha256."""
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
+        raise ValueError("a tokenizer record needs a name")
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise ValueError("tokenizer options must be an object")
+    return TokenizerRef(
+        data["name"], str(data.get("hash") or ""), dict(options), parse_weights(data.get("weights"))
+    )
+
+
 # ------------------------------------------------------------------------------------------ decode side
 def safe_options(options: dict[str, Any]) -> dict[str, Any]:
     """The allow-listed options of a ref (``FILE_OPTIONS``, and ``card`` when it names a hub card);

@@ -66,7 +66,7 @@ def save_tokens(
     """
     from safetensors.torch import save
 
-    from slmtok.provenance import recorded_options
+    from slmtok.provenance import ref_to_dict
 
     path = Path(path)
     if sources is not None and len(sources) != tokens.batch_size:
@@ -80,12 +80,7 @@ def save_tokens(
     info = tokens.input
     ref = tokens.tokenizer
     header = {
-        "tokenizer": {
-            "name": ref.name,
-            "hash": ref.hash,
-            "options": recorded_options(ref.options),
-            "weights": [w.to_dict() for w in ref.weights],
-        },
+        "tokenizer": ref_to_dict(ref),
         "card": card,
         "frame_rate": tokens.frame_rate,
         "n_codebooks": tokens.n_codebooks,

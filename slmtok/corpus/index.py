@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from slmtok.errors import SlmtokError
-from slmtok.provenance import parse_weights
-from slmtok.types import InputInfo, TokenizerRef, Tokens
+from slmtok.provenance import ref_from_dict
+from slmtok.types import InputInfo, Tokens
 
 
 def read_index(out: str | Path) -> list[dict[str, Any]]:
@@ -42,9 +42,7 @@ def _tokens(header: dict, tensors: dict, row: int, info: InputInfo) -> Tokens:
         codes=codes,
         lengths=torch.tensor([b - a]),
         frame_rate=float(header["frame_rate"]),
-        tokenizer=TokenizerRef(
-            ref["name"], ref["hash"], dict(ref["options"]), parse_weights(ref.get("weights"))
-        ),
+        tokenizer=ref_from_dict(ref),
         extras=extras,
         input=info,
     )

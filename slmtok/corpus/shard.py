@@ -24,6 +24,7 @@ from slmtok.atomic import atomic_path
 from slmtok.audio import convert_channels, resample
 from slmtok.corpus.plan import CorpusItem
 from slmtok.errors import SlmtokError
+from slmtok.provenance import ref_to_dict
 from slmtok.tokenizer import encode_list
 from slmtok.types import Tokens
 
@@ -176,12 +177,7 @@ def _write_shard(path: Path, tok, encoded: list[tuple[Any, Tokens]], failures: l
         )
     header = {
         # the ref the tokens carry: options without trust, weights files by resolved path and sha256
-        "tokenizer": {
-            "name": tok.ref.name,
-            "hash": tok.ref.hash,
-            "options": tok.ref.options,
-            "weights": [w.to_dict() for w in tok.ref.weights],
-        },
+        "tokenizer": ref_to_dict(tok.ref),
         "frame_rate": tok.card.frame_rate,
         "items": [
             {

@@ -217,14 +217,9 @@ def generate(
 
 def _manifest_ref(ref: Any) -> TokenizerRef:
     """The ``TokenizerRef`` a run's manifest names (``name``, ``hash``, ``options``, ``weights``)."""
-    from slmtok.provenance import parse_weights
+    from slmtok.provenance import ref_from_dict
 
     try:
-        return TokenizerRef(
-            str(ref["name"]),
-            str(ref.get("hash") or ""),
-            dict(ref.get("options") or {}),
-            parse_weights(ref.get("weights")),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return ref_from_dict(ref)
+    except ValueError as error:
         raise SlmtokError(f"the run's manifest names no usable tokenizer ({error})") from None

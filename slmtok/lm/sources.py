@@ -27,6 +27,7 @@ def audio_source(
     from slmtok.encoding import encode_items as _encode_files
     from slmtok.inputs import collect
     from slmtok.lm.data import Utterance
+    from slmtok.provenance import ref_to_dict
 
     items = collect(inputs)
     _check_readable(items)
@@ -36,13 +37,7 @@ def audio_source(
         raise CodesError(f"{tok.card.name!r} has {len(tok.max_codebook_sizes)} codebooks; {k} asked for")
     ref = tok.ref  # options without trust, and the weights files by resolved path and sha256
     info = {
-        "tokenizer": {
-            "name": ref.name,
-            "hash": ref.hash,
-            "options": ref.options,
-            "weights": [w.to_dict() for w in ref.weights],
-            "card": tok.card.to_dict(),
-        },
+        "tokenizer": {**ref_to_dict(ref), "card": tok.card.to_dict()},
         "codebook_sizes": tuple(tok.max_codebook_sizes[:k]),
         "frame_rate": tok.card.frame_rate,
     }
@@ -61,6 +56,7 @@ def token_source(paths: list[str]) -> tuple[list[str], Iterator, dict[str, Any]]
     holding a batch gives one utterance per item (``name#i``)."""
     from slmtok.inputs import collect
     from slmtok.lm.data import Utterance
+    from slmtok.provenance import ref_from_dict
     from slmtok.tokenfile import SUFFIX, load_tokens, read_header
 
     items = collect(paths, extensions=(SUFFIX,))
@@ -79,7 +75,7 @@ def token_source(paths: list[str]) -> tuple[list[str], Iterator, dict[str, Any]]
     if len(sizes) < k:  # encoded with more codebooks than the card's default: ask the tokenizer
         import slmtok
 
-        sizes = list(slmtok.load_for(items_ref(first)).max_codebook_sizes)
+        sizes = list(slmtok.load_for(ref_from_dict(first["tokenizer"])).max_codebook_sizes)
     if len(sizes) < k:
         raise CodesError(f"{items[0].path}: {k} codebooks but only {len(sizes)} codebook sizes are known")
     names = []
@@ -109,15 +105,3 @@ def token_source(paths: list[str]) -> tuple[list[str], Iterator, dict[str, Any]]
                 )
 
     return names, utterances(), info
-
-
-def items_ref(header: dict[str, Any]):
-    """The ``TokenizerRef`` of a token-file header, for ``slmtok.load_for`` (options filtered, weights
-    found by sha256: a header is data and never grants trust)."""
-    from slmtok.provenance import parse_weights
-    from slmtok.types import TokenizerRef
-
-    ref = header["tokenizer"]
-    return TokenizerRef(
-        ref["name"], ref.get("hash") or "", dict(ref.get("options") or {}), parse_weights(ref.get("weights"))
-    )
