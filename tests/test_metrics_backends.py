@@ -174,6 +174,9 @@ def test_count_parameters():
 
 
 def test_peak_memory_and_timer_measure_a_block():
+    from slmtok.codecs.base import release_freed_memory
+
+    release_freed_memory()  # free heap pages earlier tests left resident: the block must fault new ones
     with cost.Timer() as timer, cost.PeakMemory(interval=0.001) as memory:
         block = torch.ones(50_000_000)  # 200 MB, touched
         block += 1
