@@ -42,6 +42,7 @@ LOAD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mel-rvq": lambda tmp: {},
     "mfcc-km": lambda tmp: {},
     "mulaw-8bit": lambda tmp: {},
+    "random-codes": lambda tmp: {},
     "encodec-24khz": _codec_standin("write_encodec", "encodec_24khz.th", "24khz"),
     "encodec-48khz": _codec_standin("write_encodec", "encodec_48khz.th", "48khz"),
     "dac-16khz": _codec_standin("write_dac", "weights_16khz.pth", "16khz"),

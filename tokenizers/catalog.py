@@ -27,6 +27,12 @@ def register_builtins() -> None:
         description="WaveNet mu-law sample tokens (256 codes per sample at 16 kHz)",
         origin="builtin",
     )
+    TOKENIZERS.register(
+        "random-codes",
+        f"{b}.random_codes:RandomCodesTokenizer",
+        description="content-free codes (1024 at 50 Hz, keyed by item length): the LM-fitness chance row",
+        origin="builtin",
+    )
 
     f = "slmtok.tokenizers.features"
     FEATURES.register("log-mel", f"{f}.mel:LogMel", description="log-mel filterbank", origin="builtin")
