@@ -1,0 +1,111 @@
+"""Factor C, paralinguistics: how much speaker identity the unit statistics of an utterance give away.
+
+A multinomial logistic regression (scikit-learn) is trained to name the speaker (voice) of an item from
+its unit statistics, and scored out of fold by stratified k-fold cross-validation. Features per item: the
+normalised unit histogram (``[vocab_size]``, sums to 1) concatenated with a normalised histogram of unit
+bigrams hashed into ``bigram_buckets`` bins, standardised per feature on the training folds. Chance is the
+accuracy of always answering the most frequent speaker. Lower accuracy = less speaker information in the
+tokens, which is what content tokens should aim for; acoustic codecs are expected near 1.
+
+This is a probe in the spirit of the speaker-ID probes of SUPERB (Yang et al. 2021) on pooled statistics,
+made for discrete units; it is not a ZeroSpeech measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from slmtok.probes.measures._common import MeasureInputError, as_unit_list, check_same_length, wilson_ci
+
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of the bigram index
+
+
+def unit_features(units: Sequence[np.ndarray], vocab_size: int, bigram_buckets: int = 1024) -> np.ndarray:
+    """Per item, the normalised unit histogram and hashed-bigram histogram: float64 ``[N, V + buckets]``.
+
+    Raises ``MeasureInputError`` for a unit outside ``[0, vocab_size)``.
+    """
+    unit_list = as_unit_list(units)
+    features = np.zeros((len(unit_list), vocab_size + bigram_buckets), dtype=np.float64)
+    for row, item in enumerate(unit_list):
+        if item.size == 0:
+            continue
+        if int(item.max()) >= vocab_size:
+            raise MeasureInputError(f"units[{row}] holds unit {int(item.max())} >= vocab_size {vocab_size}")
+        features[row, :vocab_size] = np.bincount(item, minlength=vocab_size) / item.size
+        if item.size > 1 and bigram_buckets > 0:
+            index = (item[:-1].astype(np.uint64) * np.uint64(vocab_size) + item[1:].astype(np.uint64)) * (
+                _HASH_MULTIPLIER
+            )
+            buckets = (index >> np.uint64(32)) % np.uint64(bigram_buckets)
+            histogram = np.bincount(buckets.astype(np.int64), minlength=bigram_buckets)
+            features[row, vocab_size:] = histogram / (item.size - 1)
+    return features
+
+
+def speaker_id_accuracy(
+    units: Sequence[np.ndarray],
+    speakers: Sequence[str],
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    n_folds: int = 5,
+    bigram_buckets: int = 1024,
+    regularisation: float = 1.0,
+) -> dict:
+    """Out-of-fold speaker-ID accuracy of a logistic regression on unit histograms.
+
+    Args:
+        units: one 1-D integer array ``[T_i]`` per item, values in ``[0, vocab_size)`` (codebook 0 of a
+            multi-codebook tokenizer).
+        speakers: per item, its speaker (voice) label; at least two speakers, each with two items or more.
+        vocab_size: the number of distinct units the tokenizer can emit (codebook 0's size).
+        seed: seed of the fold split.
+        n_folds: folds of the stratified cross-validation (lowered to the smallest speaker's item count).
+        bigram_buckets: hashed bigram bins (0 = unigram histogram only).
+        regularisation: the inverse regularisation strength ``C`` of the logistic regression.
+
+    Returns:
+        ``{"accuracy", "chance", "ci": [low, high] (95 % Wilson interval over items), "n_items",
+        "n_speakers", "n_folds", "features"}``.
+
+    Raises:
+        MeasureInputError: bad units, unequal list lengths, fewer than two speakers, or a speaker with a
+            single item (stratified folds need two).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    unit_list = as_unit_list(units)
+    check_same_length("units", unit_list, "speakers", speakers)
+    if vocab_size < 1:
+        raise MeasureInputError(f"vocab_size must be at least 1, got {vocab_size}")
+    names, labels = np.unique(np.asarray([str(s) for s in speakers]), return_inverse=True)
+    if names.size < 2:
+        raise MeasureInputError(f"speaker ID needs at least two speakers, got {names.size}")
+    per_speaker = np.bincount(labels)
+    if int(per_speaker.min()) < 2:
+        lonely = names[int(np.argmin(per_speaker))]
+        raise MeasureInputError(f"speaker {lonely!r} has a single item; speaker ID needs two per speaker")
+    folds = int(min(n_folds, per_speaker.min()))
+    if folds < 2:
+        raise MeasureInputError(f"n_folds must be at least 2, got {n_folds}")
+    features = unit_features(unit_list, vocab_size, bigram_buckets)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=regularisation, max_iter=2000))
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(model, features, labels, cv=split)
+    correct = int((predicted == labels).sum())
+    ci = wilson_ci(correct, labels.size)
+    return {
+        "accuracy": correct / labels.size,
+        "chance": float(per_speaker.max() / labels.size),
+        "ci": [ci[0], ci[1]] if ci else None,
+        "n_items": int(labels.size),
+        "n_speakers": int(names.size),
+        "n_folds": folds,
+        "features": f"unit histogram ({vocab_size}) + hashed bigram histogram ({bigram_buckets}), standardised",
+    }
