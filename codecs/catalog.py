@@ -66,6 +66,11 @@ def register_builtins() -> None:
             {},
             "X-Codec2 (Llasa) 16 kHz, one FSQ codebook of 65536 at 50 Hz (transformers); non-commercial (CC-BY-NC-4.0)",
         ),
+        "neucodec": (
+            f"{c}.neucodec:NeuCodecTokenizer",
+            {},
+            "NeuCodec (Neuphonic) 16 kHz in, 24 kHz out, one FSQ codebook of 65536 at 50 Hz (transformers)",
+        ),
         "speechtokenizer": (
             "slmtok.tokenizers.hybrid.speechtokenizer:SpeechTokenizerTokenizer",
             {},

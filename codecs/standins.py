@@ -10,7 +10,7 @@ publisher ships:
 - DAC: ``DAC.save(path, package=False)``: ``{"state_dict", "metadata": {"kwargs"}}`` (``.pth``);
 - SpeechTokenizer: ``config.json`` + ``torch.save(model.state_dict())`` (``.pt``);
 - SNAC: ``config.json`` + ``torch.save(model.state_dict())`` (``pytorch_model.bin``), as on the HF hub;
-- Mimi: ``transformers.MimiModel.save_pretrained`` (``config.json`` + ``model.safetensors``), as on the HF hub.
+- Mimi, X-Codec2, NeuCodec, WavTokenizer, X-Codec: ``save_pretrained`` of the transformers model (``config.json`` + ``model.safetensors``), as on the HF hub.
 
 Random weights produce noise-like audio: good for testing plumbing and speed, meaningless for quality.
 """
@@ -281,8 +281,18 @@ def write_xcodec2(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0
     model = Xcodec2Model(Xcodec2Config(**{**xcodec2_config(tiny), **overrides})).eval()
     config = model.config
     features = Xcodec2FeatureExtractor(sampling_rate=config.sampling_rate, hop_length=config.hop_length)
-    probe = probe_signal(config.sampling_rate, 2, 1, seed)[0, 0].numpy()
-    inputs = features(probe, sampling_rate=config.sampling_rate, return_tensors="pt")
+    spread_fsq_codes(model, features, config.sampling_rate, seed)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def spread_fsq_codes(model, features, sample_rate: int, seed: int = 0) -> None:
+    """Rescale the FSQ quantizer's input projection of an X-Codec2-family ``model`` (in place) so that, on
+    a 2 s probe signal through ``features``, its outputs have a mean of 0 and a standard deviation of 2 per
+    dimension: codes then vary with the input (transformers' initial weights give one code everywhere)."""
+    probe = probe_signal(sample_rate, 2, 1, seed)[0, 0].numpy()
+    inputs = features(probe, sampling_rate=sample_rate, return_tensors="pt")
     seen: list[torch.Tensor] = []
     project = model.quantizer.project_in
     hook = project.register_forward_hook(lambda module, args, out: seen.append(out))
@@ -293,6 +303,21 @@ def write_xcodec2(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0
         scale = 2.0 / centred.std(dim=(0, 1)).clamp_min(1e-8)  # [8]
         project.bias.copy_((project.bias - seen[0].mean(dim=(0, 1))) * scale)
         project.weight.mul_(scale[:, None])
+
+
+def write_neucodec(folder: str | os.PathLike, tiny: bool = True, *, seed: int = 0, **overrides) -> Path:
+    """Write a random-weight ``transformers.NeuCodecModel`` with ``save_pretrained`` (``config.json`` +
+    ``model.safetensors``, the files transformers reads from ``neuphonic/neucodec``) into ``folder``.
+    ``tiny``: X-Codec2's narrow sizes (``xcodec2_config``) with NeuCodec's rates (16 kHz in, hop 320;
+    24 kHz out, hop 480); codes spread as in ``write_xcodec2``. ``overrides`` change ``NeuCodecConfig``."""
+    from transformers import NeuCodecConfig, NeuCodecFeatureExtractor, NeuCodecModel
+
+    torch.manual_seed(seed)
+    model = NeuCodecModel(NeuCodecConfig(**{**xcodec2_config(tiny), **overrides})).eval()
+    config = model.config
+    rate = config.input_sampling_rate
+    features = NeuCodecFeatureExtractor(sampling_rate=rate, hop_length=config.encoder_hop_length)
+    spread_fsq_codes(model, features, rate, seed)
     folder = Path(folder)
     model.save_pretrained(folder)
     return folder

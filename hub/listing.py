@@ -46,6 +46,7 @@ def card_row(name: str, description: str = "") -> dict[str, Any] | None:
     return {
         "kind": KIND_OF_FAMILY[card.family],
         "sample_rate": card.sample_rate,
+        "output_sample_rate": int(card.extra.get("output_sample_rate", card.sample_rate)),
         "channels": int(card.extra.get("channels", 1)),
         "frame_rate": card.frame_rate,
         "codebook_sizes": sizes,
@@ -77,10 +78,16 @@ UPSTREAM_PACKAGE = {
     "speechtokenizer": "speechtokenizer",
     "mimi": "transformers",
     "xcodec2": "transformers",
+    "neucodec": "transformers",
     "wavtokenizer": "transformers",
     "xcodec": "transformers",
     "semantic": "torchaudio",  # HuBERT features and the unit HiFi-GAN
 }
+
+
+#: the files of a feature-extractor card that its loader reads (a fairseq HuBERT card: ``weights`` only;
+#: a transformers one: ``config`` + ``weights`` + ``preprocessor``; ``hf-*`` alternatives are not needed)
+FEATURE_ROLES = ("config", "weights", "preprocessor")
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,9 @@ def _features_card(features: str) -> str:
 def needed_files(name: str | os.PathLike | ModelCard) -> list[NeededFile]:
     """Every file tokenizer (or card) ``name`` needs, in download order.
 
-    A semantic bundle card: the feature extractor's checkpoint, the k-means file and the unit vocoder's
-    weights and config (when the card names one). Any other card: all of its files. ``CardError`` /
+    A semantic bundle card: the feature extractor's checkpoint (its ``weights``, and the ``config`` and
+    ``preprocessor`` files of a transformers-format card), the k-means file and the unit vocoder's weights
+    and config (when the card names one). Any other card: all of its files. ``CardError`` /
     ``SlmtokError`` when ``name`` has no card."""
     card = get_card(name)
     picks: list[tuple[ModelCard, str, str]] = []
@@ -126,7 +134,8 @@ def needed_files(name: str | os.PathLike | ModelCard) -> list[NeededFile]:
         from slmtok.tokenizers.semantic.published import spec_from_card
 
         spec = spec_from_card(card)
-        picks.append((get_card(_features_card(spec.features)), "weights", "features"))
+        features = get_card(_features_card(spec.features))
+        picks += [(features, f.role, "features") for f in features.files if f.role in FEATURE_ROLES]
         picks.append((card, "kmeans", "k-means"))
         if spec.vocoder_card:
             vocoder = get_card(spec.vocoder_card)

@@ -110,7 +110,8 @@ class Tokenizer(ABC):
 
     @torch.inference_mode()
     def decode(self, tokens: Tokens, *, max_seconds: float = MAX_DECODE_SECONDS) -> Audio:
-        """Turn tokens back into audio at ``card.sample_rate``.
+        """Turn tokens back into audio at ``card.output_sample_rate`` (``card.sample_rate`` for all but a
+        codec that decodes at another rate than it encodes, such as NeuCodec).
 
         Args:
             max_seconds: the most audio one item may decode to, in seconds (default 4 h); checked from
@@ -126,7 +127,7 @@ class Tokenizer(ABC):
         lengths = tokens.lengths.to(self.device)
         extras = {k: v.to(self.device) for k, v in tokens.extras.items()}
         wav, sample_lengths = self._decode(codes, lengths, extras)
-        return Audio(wav.float().cpu(), sample_lengths.long().cpu(), self.card.sample_rate)
+        return Audio(wav.float().cpu(), sample_lengths.long().cpu(), self.card.output_sample_rate)
 
     def streaming(
         self, batch_size: int = 1, *, n_codebooks: int | None = None, max_seconds: float | None = None

@@ -27,6 +27,10 @@ class TokenizerCard:
     ``bitrate`` and ``tokens_per_second`` are computed from ``frame_rate`` and ``codebook_sizes``,
     never typed by hand. ``hash`` is a sha256 over the tokenizer's configuration and weights (not over
     the default number of codebooks, which is a per-call choice).
+
+    ``sample_rate`` is the rate ``encode`` converts its input to; ``output_sample_rate`` the rate of the
+    audio ``decode`` returns: the same for most tokenizers (``None`` means ``sample_rate``), 24 kHz for
+    NeuCodec's 16 kHz input.
     """
 
     name: str
@@ -41,8 +45,17 @@ class TokenizerCard:
     source: str = ""
     description: str = ""
     hash: str = ""
+    output_sample_rate: int | None = None
 
     def __post_init__(self) -> None:
+        if self.output_sample_rate is None:
+            object.__setattr__(self, "output_sample_rate", self.sample_rate)
+        if isinstance(self.output_sample_rate, bool) or not (
+            isinstance(self.output_sample_rate, int) and self.output_sample_rate > 0
+        ):
+            raise ValueError(
+                f"card output_sample_rate must be a positive integer, got {self.output_sample_rate!r}"
+            )
         if self.kind not in KINDS:
             raise ValueError(f"card kind must be one of {KINDS}, got {self.kind!r}")
         if not self.codebook_sizes or any(s < 2 for s in self.codebook_sizes):

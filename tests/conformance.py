@@ -52,6 +52,7 @@ LOAD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "snac-24khz": _codec_standin("write_snac", "snac", True),
     "mimi": _codec_standin("write_mimi", "mimi", True),
     "xcodec2": _codec_standin("write_xcodec2", "xcodec2", True),
+    "neucodec": _codec_standin("write_neucodec", "neucodec", True),
     "wavtokenizer-40hz": _codec_standin("write_wavtokenizer", "wavtokenizer-40hz", "40hz"),
     "wavtokenizer-75hz": _codec_standin("write_wavtokenizer", "wavtokenizer-75hz", "75hz"),
     "xcodec": _codec_standin("write_xcodec", "xcodec", True),
@@ -86,18 +87,19 @@ def check_decodes_short_input(tok: Any, signal: Any, n_samples: int) -> None:
     """Encode the first ``n_samples`` of ``signal`` (mono, at ``tok.card.sample_rate``) and decode them.
 
     The reference is the input itself: the audio must come back as one finite, non-empty item of the
-    card's rate and channels, no longer than the input plus 0.1 s (a frame, a window and the padding a
-    codec rounds up to), with zeros past its length.
+    card's output rate and channels, no longer than the input plus 0.1 s (a frame, a window and the
+    padding a codec rounds up to), with zeros past its length.
     """
     import torch
 
     x = signal[..., :n_samples]
     assert x.shape[-1] == n_samples
-    rate = tok.card.sample_rate
+    rate, out_rate = tok.card.sample_rate, tok.card.output_sample_rate
     tokens = tok.encode(x, rate)
     assert tokens.batch_size == 1 and int(tokens.lengths[0]) >= 1, f"{n_samples} samples gave no frames"
     audio = tok.decode(tokens)
     length = int(audio.lengths[0])
-    assert audio.sample_rate == rate and audio.wav.shape[:2] == (1, tok.card.channels)
-    assert 1 <= length <= n_samples + 0.1 * rate, f"{n_samples} samples decoded to {length}"
+    assert audio.sample_rate == out_rate and audio.wav.shape[:2] == (1, tok.card.channels)
+    longest = (n_samples / rate + 0.1) * out_rate
+    assert 1 <= length <= longest, f"{n_samples} samples decoded to {length}"
     assert audio.wav.shape[-1] == length and bool(torch.isfinite(audio.wav).all())

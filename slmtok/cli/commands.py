@@ -245,7 +245,7 @@ def _print_json(data: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ commands
 def run_list(args: Namespace) -> int:
-    from slmtok.cli.table import codebook_shape, markdown_table, tokenizer_rows
+    from slmtok.cli.table import codebook_shape, markdown_table, rate_text, tokenizer_rows
 
     rows = tokenizer_rows(args.pattern)
     if not rows:
@@ -272,7 +272,7 @@ def run_list(args: Namespace) -> int:
                 r["name"],
                 here,
                 r["kind"],
-                f"{r['sample_rate']} Hz",
+                rate_text(r),
                 f"{r['frame_rate']:g}",
                 codebook_shape(r["codebook_sizes"]),
                 f"{r['bitrate'] / 1000:.2f}",

@@ -60,6 +60,12 @@ def codebook_shape(sizes: list[int]) -> str:
     return f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " + ".join(map(str, sizes))
 
 
+def rate_text(row: dict[str, Any]) -> str:
+    """``16000 Hz``, or ``16000 -> 24000 Hz`` for a tokenizer that decodes at another rate than it encodes."""
+    rate, out = row["sample_rate"], row.get("output_sample_rate") or row["sample_rate"]
+    return f"{rate} Hz" if out == rate else f"{rate} -> {out} Hz"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| name | kind | sample rate | frames/s | codebooks | kbps | tokens/s | description |",
@@ -70,7 +76,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| `{r['name']}` | - | - | - | - | - | - | unavailable here: {r['reason']} |")
             continue
         lines.append(
-            f"| `{r['name']}` | {r['kind']} | {r['sample_rate']} Hz | {r['frame_rate']:g} | "
+            f"| `{r['name']}` | {r['kind']} | {rate_text(r)} | {r['frame_rate']:g} | "
             f"{codebook_shape(r['codebook_sizes'])} | {r['bitrate'] / 1000:.2f} | {r['tokens_per_second']:g} | "
             f"{r['description']} |"
         )
