@@ -272,6 +272,8 @@ def test_length_rates_and_entropies_on_known_sequences():
     assert stats["dedup_unigram_entropy_bits"] == pytest.approx(2.0)
     assert stats["dedup_bigram_conditional_entropy_bits"] == pytest.approx(0.0)
     assert stats["n_distinct_bigrams"] == 7 and stats["dedup_n_tokens"] == 4
+    huge = length_stats([np.array([0, 2**40, 0, 2**40, 0])], 1.0)  # ids too large to pack a bigram in int64
+    assert huge["n_distinct_bigrams"] == 2 and huge["bigram_conditional_entropy_bits"] == pytest.approx(0.0)
 
 
 def test_length_bigram_estimate_on_iid_and_markov_streams():

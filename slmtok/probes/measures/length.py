@@ -102,9 +102,12 @@ def _stream_stats(stream: list[np.ndarray]) -> dict:
     _, unit_counts = np.unique(flat, return_counts=True)
     previous = np.concatenate([u[:-1] for u in stream]) if stream else flat
     following = np.concatenate([u[1:] for u in stream]) if stream else flat
-    bigrams = np.stack([previous, following], axis=1)
-    if bigrams.shape[0]:
-        _, bigram_counts = np.unique(bigrams, axis=0, return_counts=True)
+    if previous.size:
+        base = int(flat.max()) + 1
+        if base < 2**31:  # one int64 per bigram
+            _, bigram_counts = np.unique(previous * base + following, return_counts=True)
+        else:
+            _, bigram_counts = np.unique(np.stack([previous, following], axis=1), axis=0, return_counts=True)
         _, previous_counts = np.unique(previous, return_counts=True)
         conditional = _entropy_bits(bigram_counts) - _entropy_bits(previous_counts)
     else:
