@@ -16,11 +16,16 @@ def load(name: str, *, device: str = "cpu", checkpoint: Any = None, **options: A
         device: torch device the tokenizer runs on (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         checkpoint: a local file (or folder / pair of files) in the upstream's own format, instead of the
             published weights; passed to the tokenizer's factory.
-        **options: tokenizer options, e.g. ``n_codebooks=4`` (default codebook count) or ``dedup=True``.
+        **options: tokenizer options, e.g. ``n_codebooks=4`` (default codebook count) or ``dedup=True``;
+            ``bpe="BPE/"`` wraps the tokenizer in a BPE folder fit on its units (``slmtok.bpe``).
 
     Returns:
         A ``slmtok.Tokenizer``.
     """
+    if options.get("bpe") is not None:  # BPE ids over the tokenizer's units (slmtok bpe fit)
+        from slmtok.bpe.tokenizer import load_with_bpe
+
+        return load_with_bpe(name, options.pop("bpe"), device=device, checkpoint=checkpoint, **options)
     entry = TOKENIZERS.get(name)
     kwargs = dict(options)
     if checkpoint is not None:

@@ -25,7 +25,7 @@ from slmtok.errors import SlmtokError, TokenFileError, TokenizerMismatchError
 from slmtok.types import TokenizerRef, Tokens, WeightsFile
 
 #: load options that name local files; recorded as ``WeightsFile`` records, never re-applied as given
-PATH_OPTIONS = ("checkpoint", "kmeans", "vocoder", "bundle", "card")
+PATH_OPTIONS = ("checkpoint", "kmeans", "vocoder", "bundle", "card", "bpe")
 #: load options that are the loader's choice, never recorded on tokens
 DROPPED_OPTIONS = ("trust",)
 #: files hashed per folder at most (a bundle or vocoder folder holds a handful)

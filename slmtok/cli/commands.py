@@ -61,7 +61,7 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
     params = signature.parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
-    unknown = [key for key in options if key not in params]
+    unknown = [key for key in options if key not in params and key != "bpe"]  # bpe: slmtok.load's own
     if unknown:
         known = [
             k for k, p in params.items() if k not in ("device", "checkpoint") and p.kind is p.KEYWORD_ONLY

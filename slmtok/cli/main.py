@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "slmtok.cli.corpus_commands",
     "slmtok.cli.text_commands",
     "slmtok.cli.stream_commands",
+    "slmtok.cli.bpe_commands",
 )
 
 
