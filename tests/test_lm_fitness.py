@@ -32,6 +32,7 @@ from slmtok.probes.lm_fitness import (
     phone_vocabulary,
     score_sequences,
     text_ceiling,
+    within_budget,
 )
 from slmtok.probes.schema import ProbeItem, items_jsonl_bytes, make_header, write_index
 from slmtok.tokenizer import Tokenizer, content_hash
@@ -238,10 +239,22 @@ def test_scores_equal_a_plain_forward_pass_and_count_code_tokens():
     assert nats[1] < 0
 
 
+def test_the_scoring_budget_keeps_a_seeded_prefix_of_pairs(probes):
+    pairs = probes.pairs("lexical")
+    cheap = {it.id: 10 for it in probes.items}
+    dear = {it.id: 1000 for it in probes.items}
+    assert within_budget(pairs, cheap, 10**6, 5, seed=0) == pairs  # everything fits
+    few = within_budget(pairs, dear, 6000, 2, seed=0)  # 2000 positions a pair: 3 pairs
+    assert len(few) == 3 and set(few) <= set(pairs)
+    assert set(few) <= set(within_budget(pairs, dear, 12000, 2, seed=0))  # a cheaper rate: a superset
+    assert len(within_budget(pairs, dear, 10, 4, seed=0)) == 4  # the minimum, whatever the budget
+    assert within_budget(pairs, dear, 6000, 2, seed=1) != few  # another seed, another prefix
+
+
 # ------------------------------------------------------------------------------------------ done-when
 def test_text_ceiling_is_far_above_chance_on_words_and_word_order(text_result):
     lexical, syntactic = text_result["lexical"], text_result["syntactic"]
-    assert lexical["n_pairs"] == 24 and syntactic["n_pairs"] == 20
+    assert lexical["n_pairs"] == lexical["n_pairs_available"] == 24 and syntactic["n_pairs"] == 20
     assert lexical["accuracy"] >= 0.8 and lexical["ci"][0] > 0.6, lexical
     assert syntactic["accuracy"] >= 0.8 and syntactic["ci"][0] > 0.6, syntactic
     assert text_result["acoustic"]["accuracy"] is None and "same text" in text_result["acoustic"]["reason"]

@@ -84,8 +84,10 @@ class Recipe:
     seed: int = 0
     threads: int = 1  # torch threads while training and scoring (restored afterwards)
     device: str = "cpu"
-    score_stride: int = 128  # windows after the first slide by this many steps (>= 128 steps of context)
+    score_stride: int = 192  # windows after the first slide by this many steps (>= 64 steps of context)
     score_positions: int = 4096  # LM positions per scoring batch
+    score_budget: int = 300_000  # LM positions scored per pair set (and for valid), see ``within_budget``
+    min_pairs: int = 10  # pairs (valid items) scored whatever the budget
     bootstrap: int = 2000  # resamples of pairs for the CI
     ci: float = 0.95
     headline: str = "mean"  # "mean": log-likelihood per code token; "sum": total log-likelihood
@@ -589,6 +591,23 @@ def _run(
     return result
 
 
+def within_budget(
+    groups: list[tuple[ProbeItem, ...]], steps: dict[str, int], budget: int, minimum: int, seed: int
+) -> list[tuple[ProbeItem, ...]]:
+    """The groups (pairs, or single valid items) to score: a prefix of one seeded permutation of them,
+    as long as its LM positions (``steps`` per item) fit ``budget``, and at least ``minimum`` groups;
+    returned in their original order. The permutation depends on the seed and the number of groups
+    only, so a tokenizer with fewer tokens per second scores a superset of a faster one's pairs."""
+    kept, used = [], 0
+    for i in np.random.default_rng(seed).permutation(len(groups)).tolist():
+        cost = sum(steps.get(item.id, 0) for item in groups[i])
+        if len(kept) >= minimum and used + cost > budget:
+            break
+        kept.append(i)
+        used += cost
+    return [groups[i] for i in sorted(kept)]
+
+
 def _score(
     out: Path,
     source: _Source,
@@ -602,8 +621,20 @@ def _score(
 
     model, step = load_model(out / "run", recipe.device)
     pattern = TokenData(out / "data").pattern
-    scored = [it for it in probes.items if it.set in ("valid", *PAIR_SETS) and it.id in codes]
-    scored = [it for it in scored if codes[it.id].shape[1]]
+    steps = {i: pattern.n_steps(c.shape[1]) + 1 for i, c in codes.items()}  # BOS + pattern steps
+
+    def chosen(groups: list[tuple[ProbeItem, ...]]) -> list[tuple[ProbeItem, ...]]:
+        return within_budget(groups, steps, recipe.score_budget, recipe.min_pairs, recipe.seed)
+
+    valid_all = [(it,) for it in probes.by_set("valid") if it.id in codes and codes[it.id].shape[1]]
+    pairs_all = {name: probes.pairs(name) for name in PAIR_SETS}
+    selected = {name: chosen(pairs) for name, pairs in pairs_all.items()}
+    if source.text:  # both members of an acoustic pair have the same phones
+        selected["acoustic"] = []
+    wanted = {
+        it.id for group in [*chosen(valid_all), *(p for v in selected.values() for p in v)] for it in group
+    }
+    scored = [it for it in probes.items if it.id in wanted and it.id in codes and codes[it.id].shape[1]]
     log(f"{source.name}: scoring {len(scored)} items")
     nats, counts = score_sequences(
         model,
@@ -613,7 +644,7 @@ def _score(
         positions=recipe.score_positions,
     )
     scores = {it.id: (float(n), int(c)) for it, n, c in zip(scored, nats, counts, strict=True)}
-    valid = [it for it in probes.by_set("valid") if it.id in scores]
+    valid = [it for (it,) in valid_all if it.id in scores]
     seconds = sum(it.seconds for it in valid)
     valid_nats = -sum(scores[it.id][0] for it in valid)
     valid_tokens = sum(scores[it.id][1] for it in valid)
@@ -637,6 +668,7 @@ def _score(
         },
         "headline": recipe.headline,
         "valid_items": len(valid),
+        "valid_items_available": len(valid_all),
         "valid_seconds": seconds,
         "valid_tokens": valid_tokens,
         "valid_nats_per_token": valid_nats / valid_tokens if valid_tokens else None,
@@ -644,5 +676,9 @@ def _score(
         "valid_unigram_bits_per_second": unigram / seconds if seconds else None,
     }
     for name in PAIR_SETS:
-        result[name] = _pair_set(name, probes.pairs(name), scores, recipe, source.text)
+        result[name] = {
+            **_pair_set(name, selected[name], scores, recipe, source.text),
+            "n_pairs_available": len(pairs_all[name]),
+            "budget_positions": recipe.score_budget,
+        }
     return result
