@@ -106,19 +106,21 @@ class NeededFile:
 
 
 def _features_card(features: str) -> str:
-    """The hub card of a FEATURES registry name (``hubert-base`` -> ``hubert-base-ls960``): the one
-    ``features`` card named ``<name>-...`` (no torch import), else the HuBERT variants table."""
+    """The hub card a FEATURES registry name loads by default (``hubert-base`` -> ``hubert-base-ls960``,
+    ``mhubert-147`` -> ``mhubert-147-3rd-iter``): the loaders' own variant tables (transformers features,
+    then HuBERT); else the one ``features`` card named ``<name>-...``. ``SlmtokError`` when none."""
+    from slmtok.errors import SlmtokError
+    from slmtok.tokenizers.features import hubert, transformers_features
+
+    for variants in (transformers_features.VARIANTS, hubert.VARIANTS):
+        if features in variants:
+            return variants[features].card
     from slmtok.hub.cards import list_cards
 
     named = [c for c in list_cards(f"{features}-*") if get_card(c).family == "features"]
     if len(named) == 1:
         return named[0]
-    from slmtok.errors import SlmtokError
-    from slmtok.tokenizers.features.hubert import VARIANTS
-
-    if features not in VARIANTS:
-        raise SlmtokError(f"feature extractor {features!r} has no published checkpoint card")
-    return VARIANTS[features].card
+    raise SlmtokError(f"feature extractor {features!r} has no published checkpoint card")
 
 
 def needed_files(name: str | os.PathLike | ModelCard) -> list[NeededFile]:
@@ -186,3 +188,78 @@ def availability(name: str) -> dict[str, Any]:
         "package": package,
         "package_installed": installed,
     }
+
+
+#: the package a feature extractor or vocoder runs on, by the module its registry entry names
+MODULE_PACKAGE = {
+    "slmtok.tokenizers.features.transformers_features": "transformers",
+    "slmtok.tokenizers.features.hubert": "torchaudio",
+    "slmtok.vocoders.vocos": "vocos",
+}
+
+
+def _component_cards(kind: str, name: str, names: list[str]) -> list[ModelCard]:
+    """The hub cards of feature extractor / vocoder ``name``: a features card through ``_features_card``;
+    vocoder cards named ``<name>-...`` and not claimed by a longer registered name (``hifigan-unit-*`` are
+    ``hifigan-unit``'s, not ``hifigan``'s)."""
+    from slmtok.errors import SlmtokError
+    from slmtok.hub.cards import list_cards
+
+    if kind == "features":
+        try:
+            return [get_card(_features_card(name))]
+        except SlmtokError:  # weight-free (MFCC, log-mel) or no published checkpoint
+            return []
+    cards = []
+    for card_name in list_cards(f"{name}-*"):
+        card = get_card(card_name)
+        longer = [n for n in names if len(n) > len(name) and card_name.startswith(f"{n}-")]
+        if card.family == "vocoder" and not longer:
+            cards.append(card)
+    return cards
+
+
+def component_rows(kind: str, pattern: str = "*") -> list[dict[str, Any]]:
+    """Rows of ``slmtok list --kind features|vocoders``: every registered feature extractor or vocoder
+    matching ``pattern``, with its hub cards, without loading or downloading anything.
+
+    ``cards``: the published checkpoints it loads by default; ``files_needed`` / ``files_cached``: their
+    files the loader reads (a features card: ``FEATURE_ROLES``) and how many are in the cache and checked;
+    ``weights``: ``"cached"`` (one card has every file), ``"missing"`` or ``"no card"`` (nothing to
+    download: weight-free, or only a checkpoint of your own); ``package`` / ``package_installed``;
+    ``available``: loads here now without downloading (``None`` without a card)."""
+    import importlib.util
+
+    from slmtok.registry import FEATURES, VOCODERS
+
+    registry = {"features": FEATURES, "vocoders": VOCODERS}[kind]
+    names = registry.names()
+    rows = []
+    for entry in registry.entries(pattern):
+        module = entry.target.partition(":")[0] if isinstance(entry.target, str) else ""
+        package = MODULE_PACKAGE.get(module, "")
+        installed = not package or importlib.util.find_spec(package) is not None
+        cards = _component_cards(kind, entry.name, names)
+        complete, needed, cached = [], 0, 0
+        for card in cards:
+            files = [f for f in card.files if kind == "vocoders" or f.role in FEATURE_ROLES]
+            have = sum(read_record(str(cache_path(card, f.role))) is not None for f in files)
+            needed, cached = needed + len(files), cached + have
+            if have == len(files):
+                complete.append(card.name)
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": kind,
+                "origin": entry.origin,
+                "description": entry.description,
+                "cards": [c.name for c in cards],
+                "files_needed": needed,
+                "files_cached": cached,
+                "weights": ("cached" if complete else "missing") if cards else "no card",
+                "package": package,
+                "package_installed": installed,
+                "available": (bool(complete) and installed) if cards else None,
+            }
+        )
+    return rows

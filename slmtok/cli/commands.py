@@ -247,6 +247,10 @@ def _print_json(data: Any) -> None:
 def run_list(args: Namespace) -> int:
     from slmtok.cli.table import codebook_shape, markdown_table, rate_text, tokenizer_rows
 
+    if getattr(args, "kind", "tokenizers") != "tokenizers":  # feature extractors or vocoders
+        from slmtok.cli.hub_commands import run_component_list
+
+        return run_component_list(args)
     rows = tokenizer_rows(args.pattern)
     if not rows:
         from slmtok.errors import RegistryError

@@ -209,3 +209,49 @@ def run_download(args: argparse.Namespace) -> int:
         if r.get("revision"):
             print(f"  revision {r['revision']}")
     return 0
+
+
+def run_component_list(args: argparse.Namespace) -> int:
+    """``slmtok list --kind features|vocoders [PATTERN] [--json|--markdown]``: the registered feature
+    extractors or vocoders, their hub cards and whether their files are here (``hub.listing.component_rows``)."""
+    from slmtok.errors import RegistryError
+    from slmtok.hub.listing import component_rows
+
+    rows = component_rows(args.kind, args.pattern)
+    if not rows:
+        raise RegistryError(
+            f"no {args.kind} match {args.pattern!r} (slmtok list --kind {args.kind} shows them all)"
+        )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    headers = ("name", "usable", "package", "cards", "description")
+    cells = []
+    for r in rows:
+        if not r["package_installed"]:
+            usable = "no package"
+        elif r["available"] is None:
+            usable = "no card"  # nothing to download: weight-free, or your own checkpoint=
+        else:
+            usable = "yes" if r["available"] else "download"
+        cards = ", ".join(r["cards"]) or "-"
+        cells.append((r["name"], usable, r["package"] or "-", cards, r["description"]))
+    if args.markdown:
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "---|" * len(headers))
+        for c in cells:
+            print("| " + " | ".join(c) + " |")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: whole rows
+        console = Console(width=200)
+    table = Table(title=f"slmtok {args.kind}")
+    for header in headers:
+        table.add_column(header, no_wrap=header != "description", overflow="fold")
+    for c in cells:
+        table.add_row(*c)
+    console.print(table)
+    return 0

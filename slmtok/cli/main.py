@@ -104,8 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("list", help="list registered tokenizers with their cards")
+    p = sub.add_parser(
+        "list", help="list registered tokenizers (or feature extractors, vocoders) with their cards"
+    )
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default *)")
+    p.add_argument(
+        "--kind",
+        choices=("tokenizers", "features", "vocoders"),
+        default="tokenizers",
+        help="what to list (default tokenizers)",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
