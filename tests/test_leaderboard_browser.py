@@ -118,3 +118,39 @@ def test_page_fits_the_window(site, tmp_path, width):
     assert inner == width
     assert scroll <= inner  # no horizontal scrolling of the page itself
     assert body >= inner - 2 * 16 - 2 * 24 - 2  # the body spans the window less its padding and margins
+
+
+@pytest.fixture(scope="module")
+def slm_site(site, tmp_path_factory):
+    """The SLM suite (no LM) on a hand-written probe folder for two of the bench's tokenizers and
+    random-codes, merged with the bench above into one page."""
+    from slmtok.probes.suite import Suite, SuiteSettings
+
+    from .probe_fixture import write_probe_folder
+
+    root = tmp_path_factory.mktemp("slm-browser")
+    probes = write_probe_folder(root / "probes")
+    specs = parse_specs(["mulaw-8bit", "mfcc-km", "random-codes"], slmtok.list_tokenizers())
+    Suite(probes, root / "slm", SuiteSettings(skip_lm=True, abx_max_triplets=100)).run(specs)
+    write_site([site / "results", root / "slm"], root / "site", title="merged")
+    return root
+
+
+def test_slm_profile_for_every_tokenizer_and_sorting(slm_site, tmp_path):
+    import json
+
+    url = (slm_site / "site" / "index.html").as_uri() + "#sort=pnmi:desc"
+    dom = _chromium(tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", url).stdout
+    summary = json.loads((slm_site / "slm" / "results.json").read_text())
+    tokenizers = [a["tokenizer"] for a in summary["aggregates"]]
+    assert tokenizers == ["mulaw-8bit", "mfcc-km", "random-codes", "text-ceiling"]
+    assert re.search(r'<body[^>]*data-profile="(\d+)"', dom).group(1) == str(len(tokenizers))
+    for key in tokenizers:  # every tokenizer's profile has its bars
+        group = re.search(rf'<g class="tok" data-tokenizer="{re.escape(key)}">(.*?)</g>', dom).group(1)
+        assert group.count('class="bar"') >= 3, key
+    table = dom.split('id="table-slm"')[1].split("</table>")[0]
+    order = re.findall(r"<tr[^>]*><td>([^<]+)</td>", table.split("<tbody>")[1])
+    pnmi = {a["tokenizer"]: a["metrics"]["pnmi"]["value"] for a in summary["aggregates"]}
+    assert order == sorted(tokenizers, key=lambda k: -pnmi[k]), order  # sorted by the script, best first
+    assert order[0] == "text-ceiling"
+    assert 'class="sorted-desc"' in table

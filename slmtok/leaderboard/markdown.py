@@ -1,10 +1,11 @@
-"""Markdown rendering of bench results: one table per subset, unavailable tokenizers with reasons."""
+"""Markdown rendering of bench results: one table per subset, unavailable tokenizers with reasons; the
+SLM suite's results as one table per factor (``slm_markdown``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slmtok.leaderboard.results import METRIC_BY_KEY, ORIGINAL, Metric
+from slmtok.leaderboard.results import INVARIANCE_VARIANTS, METRIC_BY_KEY, ORIGINAL, Metric
 
 #: columns of the Markdown tables (those with no value in any row are dropped)
 COLUMNS = (
@@ -156,3 +157,122 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         f"{env.get('created', '')}; corpus fingerprint {corpus.get('fingerprint', '')[:12]}.\n"
     )
     return "".join(out)
+
+
+#: the SLM suite's tables: (title, columns)
+SLM_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Profile", ("bitrate", "score_content", "score_length", "score_paralinguistics", "score_lm")),
+    ("A content", ("pnmi", "phone_purity", "cluster_purity", "abx_within", "abx_across")),
+    (
+        "B length",
+        ("unit_rate", "dedup_rate", "bpe_rate", "unigram_entropy", "entropy_rate", "bigram_entropy_rate"),
+    ),
+    ("C paralinguistics", ("speaker_id_accuracy", "invariance", *INVARIANCE_VARIANTS.values())),
+    ("LM fitness", ("lexical_accuracy", "syntactic_accuracy", "acoustic_accuracy", "valid_bits_per_second")),
+)
+SLM_NOTE = (
+    "Synthetic probes (espeak-ng speech with exact phone alignments): these are not ZeroSpeech scores. "
+    "Measures A-C use codebook 0 of multi-codebook tokenizers. Profile scores run from 0 (worst) to 1 "
+    "(best): A = mean of PNMI, 1-2xABX within and 1-2xABX across; B = 1 - log10(units/s / phones/s)/3; "
+    "C = mean of 1-(speaker ID - chance)/(1 - chance) and 1 - invariance distance; LM = mean over pair "
+    "sets of 2x(accuracy - 0.5); each clipped to [0, 1]. *text-ceiling*: the phone alignment itself "
+    "(A, C: one phone label per 10 ms frame; B, LM: the phone strings)."
+)
+
+
+def slm_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SLM suite's aggregates, in run order (the text ceiling last)."""
+    return table_rows(summary, summary.get("corpus", {}).get("subsets", ["synthetic"])[0])
+
+
+def stages_cell(row: dict[str, Any]) -> str:
+    """``"ok/total"`` stages of an SLM aggregate."""
+    return f"{row['files']}/{row['files'] + row.get('failed', 0)}"
+
+
+def slm_table(summary: dict[str, Any], columns: tuple[str, ...]) -> str:
+    """One factor's table of the SLM suite: tokenizer, kind, then every column that has a value."""
+    rows = slm_rows(summary)
+    metrics = [METRIC_BY_KEY[c] for c in columns if any(c in r["metrics"] for r in rows)]
+    if not metrics:
+        return ""
+    better = {"higher": " ↑", "lower": " ↓"}
+    head = ["tokenizer", "kind", *(f"{m.label}{better.get(m.better, '')}" for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["tokenizer"], kind_of(summary, r["tokenizer"])]
+        cells += [format_value(m, r["metrics"].get(m.key)) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def speaker_chance(summary: dict[str, Any]) -> float | None:
+    """The chance level of the speaker-ID classifier (the same for every tokenizer: same items)."""
+    for r in slm_rows(summary):
+        chance = r["metrics"].get("speaker_id_accuracy", {}).get("chance")
+        if chance is not None:
+            return float(chance)
+    return None
+
+
+def slm_markdown(summary: dict[str, Any]) -> str:
+    """The SLM suite's Markdown report: a table per factor, failed stages, tokenizers not run, notes."""
+    env, probes = summary.get("environment", {}), summary.get("probes", {})
+    seconds = summary.get("corpus", {}).get("seconds", {})
+    out = []
+    for title, columns in SLM_TABLES:
+        table = slm_table(summary, columns)
+        if table:
+            out.append(f"#### {title}\n\n{table}\n")
+    failed = [r for r in slm_rows(summary) if r.get("failed")]
+    if failed:
+        out.append("Failed stages (left out above):\n\n")
+        out.extend(f"- `{r['tokenizer']}` {e['file']}: {e['error']}\n" for r in failed for e in r["errors"])
+        out.append("\n")
+    gaps = [
+        (r["tokenizer"], k, why) for r in slm_rows(summary) for k, why in r.get("not_measured", {}).items()
+    ]
+    if gaps:
+        out.append("Not measured:\n\n")
+        out.extend(
+            f"- `{t}` {METRIC_BY_KEY[k].label if k in METRIC_BY_KEY else k}: {why}\n" for t, k, why in gaps
+        )
+        out.append("\n")
+    missing = [t for t in summary.get("tokenizers", []) if t.get("status") != "ok"]
+    if missing:
+        out.append("Not run (cannot load here):\n\n")
+        out.extend(f"- `{t['key']}`: {t.get('reason', 'unknown reason')}\n" for t in missing)
+        out.append("\n")
+    chance = speaker_chance(summary)
+    sets = probes.get("sets", {})
+    out.append(
+        f"{SLM_NOTE} Speaker-ID chance: {chance * 100:.1f} %. " if chance is not None else f"{SLM_NOTE} "
+    )
+    out.append(
+        f"Probe set: seed {probes.get('seed')}, {probes.get('voices')} voices, "
+        + ", ".join(f"{k} {v}" for k, v in sets.items())
+        + f" items; content {sum(seconds.values()) / 60:.1f} min at {probes.get('phone_rate', 0):.1f} "
+        f"phones/s; fingerprint {str(probes.get('fingerprint', ''))[:12]}; espeak-ng "
+        f"{probes.get('espeak_ng') or '?'}. Mean ±95 % interval where the measure has one. "
+        f"Device: {env.get('device', '?')}; {env.get('created', '')}.\n"
+    )
+    return "".join(out)
+
+
+def stage_minutes(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Compute minutes per tokenizer of an SLM run (its rows' stage times summed, in run order)."""
+    out: dict[str, float] = {}
+    for r in rows:
+        out[r["tokenizer"]] = out.get(r["tokenizer"], 0.0) + float(r.get("compute_seconds") or 0.0) / 60
+    return out
+
+
+def suite_report(summary: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, Any]) -> str:
+    """The default SLM suite's Markdown (``benchmarks/slm_suite.py``): the command, its wall time and
+    machine, the cost per tokenizer, then ``slm_markdown``. ``run``: ``{"command", "wall_seconds",
+    "machine"}`` as the benchmark recorded them."""
+    minutes = ", ".join(f"{k} {v:.1f}" for k, v in stage_minutes(rows).items())
+    return (
+        f"`{run['command']}`: {run['wall_seconds'] / 60:.1f} min wall on {run['machine']} "
+        f"(minutes per row: {minutes}).\n\n" + slm_markdown(summary)
+    )

@@ -170,3 +170,78 @@ def pareto_svg(
         parts.append(f'<text x="{lx + 7}" y="{TOP - 8}" class="leg">{escape(fam)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+#: one colour per factor of the SLM profile (A content, B length, C paralinguistics, LM fitness)
+FACTOR_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+PROFILE_WIDTH, PROFILE_LABEL, BAR, GAP = 640, 190, 9, 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One tokenizer's factor scores (0-1, 1 best; ``None`` where the factor was not measured)."""
+
+    label: str
+    family: str
+    scores: tuple[float | None, ...]
+
+
+def profile_svg(profiles: list[Profile], factors: tuple[str, ...], *, title: str, plot_id: str = "") -> str:
+    """Grouped horizontal bars: per tokenizer one bar per factor on a shared 0-1 axis, the value written
+    beside each bar ("–" when not measured). Each bar is ``<rect class="bar" data-tokenizer data-factor
+    data-value>``; each tokenizer's group is ``<g class="tok" data-tokenizer>``."""
+    rows = len(profiles)
+    block = len(factors) * BAR + GAP
+    top, bottom = 50, 34
+    height = top + rows * block + bottom
+    width = PROFILE_WIDTH - PROFILE_LABEL - 60
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="profile" id="{escape(plot_id)}" '
+        f'viewBox="0 0 {PROFILE_WIDTH} {height}" width="{PROFILE_WIDTH}" height="{height}" role="img" '
+        f'data-tokenizers="{rows}"><title>{escape(title)}</title>'
+        f'<text x="{PROFILE_WIDTH / 2}" y="18" text-anchor="middle" class="t">{escape(title)}</text>'
+    ]
+    for i, (name, colour) in enumerate(zip(factors, FACTOR_COLOURS, strict=False)):
+        lx = PROFILE_LABEL + i * 112
+        parts.append(f'<rect x="{lx}" y="29" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{lx + 14}" y="38" class="leg">{escape(name)}</text>')
+    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+        x = PROFILE_LABEL + tick * width
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{top + rows * block}" class="grid"/>'
+        )
+        parts.append(f'<text x="{x:.1f}" y="{top + rows * block + 14}" text-anchor="middle">{tick:g}</text>')
+    parts.append(
+        f'<text x="{PROFILE_LABEL + width / 2}" y="{height - 6}" text-anchor="middle">'
+        "score, 0 (worst) to 1 (best) → better</text>"
+    )
+    for r, p in enumerate(profiles):
+        y0 = top + r * block
+        colour = FAMILY_COLOURS.get(p.family, "#333333")
+        parts.append(f'<g class="tok" data-tokenizer="{escape(p.label)}">')
+        parts.append(
+            f'<circle cx="8" cy="{y0 + len(factors) * BAR / 2:.1f}" r="4" fill="{colour}"/>'
+            f'<text x="16" y="{y0 + len(factors) * BAR / 2 + 4:.1f}" class="lbl">{escape(p.label)}</text>'
+        )
+        for f, (name, score) in enumerate(zip(factors, p.scores, strict=True)):
+            y = y0 + f * BAR
+            if score is None:
+                parts.append(
+                    f'<text x="{PROFILE_LABEL + 3}" y="{y + BAR - 1}" class="lbl na" '
+                    f'data-factor="{escape(name)}">– not measured</text>'
+                )
+                continue
+            w = max(0.0, min(1.0, score)) * width
+            tip = f"{p.label}: {name} {score:.2f}"
+            parts.append(
+                f'<rect x="{PROFILE_LABEL}" y="{y}" width="{w:.1f}" height="{BAR - 1}" '
+                f'fill="{FACTOR_COLOURS[f % len(FACTOR_COLOURS)]}" class="bar" '
+                f'data-tokenizer="{escape(p.label)}" data-factor="{escape(name)}" data-value="{score:.4f}">'
+                f"<title>{escape(tip)}</title></rect>"
+            )
+            parts.append(
+                f'<text x="{PROFILE_LABEL + w + 4:.1f}" y="{y + BAR - 1}" class="val">{score:.2f}</text>'
+            )
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)

@@ -9,6 +9,12 @@ A results folder holds
   tokenizer's card, card hash, parameters, device and status (``ok`` or ``unavailable`` with the
   reason), metric back-ends' status, and aggregates per tokenizer and subset with bootstrap intervals;
 - ``examples/``: a few short audio examples (original and each resynthesis) as Ogg Vorbis.
+
+Version 2 adds the SLM suite (``slmtok probes run``): ``results.json`` with ``"suite": "slm"`` and
+``"label": "synthetic"``, the probe set it ran on (``"probes"``), and per-tokenizer aggregates of the
+probe measures (metric groups ``content``, ``length``, ``paralinguistics``, ``lm_fitness`` and the factor
+``profile``); its ``rows.jsonl`` holds one row per tokenizer and stage. Version 1 results (every
+resynthesis bench before it) read unchanged: a summary without ``suite`` is a resynthesis bench.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from slmtok.errors import SlmtokError
 from slmtok.leaderboard.stats import bootstrap_mean, bootstrap_ratio
 
 SCHEMA = "slmtok.bench"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+SUITE_RESYNTHESIS, SUITE_SLM = "resynthesis", "slm"
 ROWS = "rows.jsonl"
 SUMMARY = "results.json"
 ORIGINAL = "original"
@@ -40,7 +48,9 @@ class Metric:
 
     ``how``: ``"mean"`` of per-file ``fields[0]``; ``"ratio"`` of summed ``fields[0]`` over summed
     ``fields[1]``; ``"max"`` over files; ``"card"`` a per-tokenizer constant; ``"codes"`` a corpus-level
-    codebook statistic. ``better``: ``"higher"``, ``"lower"`` or ``""`` (a rate, not a score).
+    codebook statistic; ``"probe"`` a measure of the SLM suite over the whole probe set (written by
+    ``slmtok.probes.suite``, never aggregated from bench rows). ``better``: ``"higher"``, ``"lower"`` or
+    ``""`` (a rate, not a score).
     ``scale`` multiplies the stored value for display (e.g. 1e-3 for kbps).
     """
 
@@ -78,10 +88,18 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("vuv_error", "VDE", "fraction of frames, voicing differs", "mean", ("vuv_error",), "lower", 3),
     Metric("f0_corr", "F0 corr", "Pearson r, frames voiced in both", "mean", ("f0_corr",), "higher", 2),
-    Metric("wer", "WER", "%", "ratio", ("wer_errors", "wer_words"), "lower", 1, 100, "content"),
-    Metric("cer", "CER", "%", "ratio", ("cer_errors", "cer_chars"), "lower", 1, 100, "content"),
+    Metric("wer", "WER", "%", "ratio", ("wer_errors", "wer_words"), "lower", 1, 100, "intelligibility"),
+    Metric("cer", "CER", "%", "ratio", ("cer_errors", "cer_chars"), "lower", 1, 100, "intelligibility"),
     Metric(
-        "speaker_similarity", "spk sim", "cosine", "mean", ("speaker_similarity",), "higher", 3, 1, "content"
+        "speaker_similarity",
+        "spk sim",
+        "cosine",
+        "mean",
+        ("speaker_similarity",),
+        "higher",
+        3,
+        1,
+        "intelligibility",
     ),
     Metric("dnsmos_ovrl", "DNSMOS", "MOS (P.835 OVRL)", "mean", ("dnsmos_ovrl",), "higher", 2),
     Metric("visqol", "ViSQOL", "MOS-LQO", "mean", ("visqol",), "higher", 2),
@@ -91,6 +109,81 @@ METRICS: tuple[Metric, ...] = (
     Metric("peak_memory", "peak MB", "MB (peak added)", "max", ("peak_bytes",), "lower", 0, 1e-6, "cost"),
     Metric("parameters", "params M", "millions", "card", ("parameters",), "", 2, 1e-6, "cost"),
 )
+
+#: the SLM suite's measures (synthetic probe sets; codebook 0 of multi-codebook tokenizers for A-C)
+PROBE_METRICS: tuple[Metric, ...] = (
+    # (A) content: frames labelled by the phone at their centre, silence left out
+    Metric("pnmi", "PNMI", "I(phone;unit)/H(phone)", "probe", ("pnmi",), "higher", 3, 1, "content"),
+    Metric("phone_purity", "phone purity", "0-1", "probe", ("phone_purity",), "higher", 3, 1, "content"),
+    Metric(
+        "cluster_purity", "cluster purity", "0-1", "probe", ("cluster_purity",), "higher", 3, 1, "content"
+    ),
+    Metric("abx_within", "ABX within", "% error", "probe", ("abx_within",), "lower", 1, 100, "content"),
+    Metric("abx_across", "ABX across", "% error", "probe", ("abx_across",), "lower", 1, 100, "content"),
+    # (B) length: codebook 0, per second of audio
+    Metric("unit_rate", "units/s", "frames/s, codebook 0", "probe", ("unit_rate",), "lower", 1, 1, "length"),
+    Metric(
+        "dedup_rate", "dedup units/s", "tokens/s after dedup", "probe", ("dedup_rate",), "lower", 1, 1,
+        "length",
+    ),
+    Metric("bpe_rate", "BPE tokens/s", "tokens/s after BPE", "probe", ("bpe_rate",), "lower", 1, 1, "length"),
+    Metric(
+        "unigram_entropy", "entropy", "bits/token (unigram)", "probe", ("unigram_entropy",), "", 2, 1,
+        "length",
+    ),
+    Metric(
+        "entropy_rate", "entropy rate", "bits/s (unigram x rate)", "probe", ("entropy_rate",), "", 0, 1,
+        "length",
+    ),
+    Metric(
+        "bigram_entropy_rate", "bigram entropy rate", "bits/s (H(u_t|u_t-1) x rate)", "probe",
+        ("bigram_entropy_rate",), "", 0, 1, "length",
+    ),
+    # (C) paralinguistics: lower = the tokens carry less speaker / nuisance information
+    Metric(
+        "speaker_id_accuracy", "speaker ID", "% accuracy (chance in notes)", "probe",
+        ("speaker_id_accuracy",), "lower", 1, 100, "paralinguistics",
+    ),
+    Metric(
+        "invariance", "invariance dist", "normalised unit edit distance, mean of variants", "probe",
+        ("invariance",), "lower", 3, 1, "paralinguistics",
+    ),
+    # LM fitness: the fixed LM recipe trained on the probe train set's tokens
+    Metric("lexical_accuracy", "lexical", "% pairs", "probe", ("lexical",), "higher", 1, 100, "lm_fitness"),
+    Metric(
+        "syntactic_accuracy", "syntactic", "% pairs", "probe", ("syntactic",), "higher", 1, 100, "lm_fitness"
+    ),
+    Metric(
+        "acoustic_accuracy", "acoustic", "% pairs", "probe", ("acoustic",), "higher", 1, 100, "lm_fitness"
+    ),
+    Metric(
+        "valid_bits_per_second", "valid bits/s", "bits per second of audio", "probe",
+        ("valid_bits_per_second",), "lower", 0, 1, "lm_fitness",
+    ),
+    # the factor profile (slmtok.leaderboard.profile): 0 (worst) to 1 (best) per factor
+    Metric("score_content", "A content", "0-1", "probe", ("score_content",), "higher", 2, 1, "profile"),
+    Metric("score_length", "B length", "0-1", "probe", ("score_length",), "higher", 2, 1, "profile"),
+    Metric(
+        "score_paralinguistics", "C paraling.", "0-1", "probe", ("score_paralinguistics",), "higher", 2, 1,
+        "profile",
+    ),
+    Metric("score_lm", "LM fitness", "0-1", "probe", ("score_lm",), "higher", 2, 1, "profile"),
+)  # fmt: skip
+#: invariance per variant (``variant`` of the probe items -> metric key)
+INVARIANCE_VARIANTS = {
+    "noise": "inv_noise",
+    "pitch+2": "inv_pitch_up",
+    "pitch-2": "inv_pitch_down",
+    "speed0.9": "inv_slow",
+    "speed1.1": "inv_fast",
+    "voice": "inv_voice",
+}
+PROBE_METRICS += tuple(
+    Metric(key, f"inv {variant}", f"edit distance, clean vs {variant}", "probe", (key,), "lower", 3, 1,
+           "paralinguistics")
+    for variant, key in INVARIANCE_VARIANTS.items()
+)  # fmt: skip
+METRICS = METRICS + PROBE_METRICS
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
@@ -227,7 +320,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_results(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
     """Read a results folder (or its ``results.json``): the summary, the rows and the folder.
 
-    Raises ``SlmtokError`` for a missing file or another schema / a newer version.
+    Raises ``SlmtokError`` for a missing file or another schema / a newer version. Both suites (a
+    resynthesis bench and the SLM suite) read through it; ``suite_of`` tells them apart.
     """
     path = Path(path)
     folder = path if path.is_dir() else path.parent
@@ -240,8 +334,13 @@ def read_results(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]
         raise SlmtokError(f"{summary_path} is not valid JSON: {error}") from None
     if summary.get("schema") != SCHEMA:
         raise SlmtokError(f"{summary_path} is not an slmtok bench result (schema {summary.get('schema')!r})")
-    if int(summary.get("version", 0)) > VERSION:
+    if int(summary.get("version", 0)) not in READABLE_VERSIONS:
         raise SlmtokError(
             f"{summary_path} has results version {summary['version']}; this slmtok reads up to {VERSION}"
         )
     return summary, read_jsonl(folder / ROWS), folder
+
+
+def suite_of(summary: dict[str, Any]) -> str:
+    """``"slm"`` for the SLM suite's results, ``"resynthesis"`` for a bench (every version 1 result)."""
+    return str(summary.get("suite", SUITE_RESYNTHESIS))

@@ -3,6 +3,10 @@
 The page has no external resource: CSS and the sorting script are inline, the Pareto plots are inline
 SVG (``slmtok.leaderboard.plots``), and the audio examples are embedded as base64 Ogg Vorbis. It opens
 from ``file://`` in any browser.
+
+Given the SLM suite's results too (``slmtok probes run``), the page adds the factor profile of every
+tokenizer (A content, B length, C paralinguistics, LM fitness) as a bar chart and one sortable table of
+its measures, beside each tokenizer's bitrate and resynthesis scores (matched by tokenizer key).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from slmtok.atomic import atomic_path
-from slmtok.errors import OutputError
+from slmtok.errors import OutputError, SlmtokError
 from slmtok.leaderboard.markdown import (
+    SLM_NOTE,
+    SLM_TABLES,
     coverage,
     failures,
     files_cell,
@@ -23,11 +29,26 @@ from slmtok.leaderboard.markdown import (
     kind_of,
     markdown_tables,
     partial,
+    slm_markdown,
+    slm_rows,
+    speaker_chance,
+    stages_cell,
     subsets_of,
     table_rows,
 )
-from slmtok.leaderboard.plots import FAMILY_COLOURS, Point, pareto_svg
-from slmtok.leaderboard.results import METRIC_BY_KEY, METRICS, ORIGINAL, read_results
+from slmtok.leaderboard.plots import FAMILY_COLOURS, Point, Profile, pareto_svg, profile_svg
+from slmtok.leaderboard.profile import FACTORS
+from slmtok.leaderboard.results import (
+    METRIC_BY_KEY,
+    METRICS,
+    ORIGINAL,
+    SUITE_SLM,
+    read_results,
+    suite_of,
+)
+
+#: resynthesis columns shown beside the SLM measures when both results are given
+RESYNTHESIS_COLUMNS = ("pesq_wb", "stoi", "wer", "speaker_similarity")
 
 #: (y metric, x metric) pairs plotted per subset when the y metric has data
 PLOTS = (
@@ -54,6 +75,8 @@ table.board{border-collapse:collapse;font-size:13px;margin:8px 0;white-space:now
 svg.pareto{background:#fff;border:1px solid #e3e3e3;font-size:11px}
 svg .frame{fill:none;stroke:#999}svg .grid{stroke:#eee}svg .front{fill:none;stroke:#444;stroke-dasharray:4 3}
 svg .t{font-size:13px;font-weight:600}svg .lbl{font-size:10px;fill:#333}svg .err{stroke-width:1.5}
+svg.profile{background:#fff;border:1px solid #e3e3e3;font-size:11px;max-width:100%;height:auto}
+svg .val{font-size:9px;fill:#333}svg .na{fill:#999}.board th.group{text-align:center;cursor:default}
 .audio td{vertical-align:middle;padding:2px 8px}.audio audio{height:30px;width:260px}
 .fam{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
 .note{color:#555;font-size:12px;max-width:90ch}
@@ -64,7 +87,7 @@ JS = r"""
 (function(){
   function key(td){var v=td.getAttribute('data-value');return v===null||v===''?null:parseFloat(v);}
   document.querySelectorAll('table.board').forEach(function(table){
-    var ths=table.querySelectorAll('thead th');
+    var ths=table.querySelectorAll('thead tr:last-child th');  // below any column-group row
     ths.forEach(function(th,col){
       th.addEventListener('click',function(){
         var asc=!th.classList.contains('sorted-asc');
@@ -88,6 +111,7 @@ JS = r"""
     th.click(); if(m[2]==='desc'){th.click();}
   });}
   document.body.setAttribute('data-ready',String(document.querySelectorAll('svg.pareto circle.pt').length));
+  document.body.setAttribute('data-profile',String(document.querySelectorAll('svg.profile g.tok').length));
 })();
 """
 
@@ -217,15 +241,47 @@ def _audio(summary: dict[str, Any], rows: list[dict[str, Any]], folder: Path) ->
 
 
 def render_html(
-    summary: dict[str, Any], rows: list[dict[str, Any]], folder: Path, *, title: str, audio: bool = True
+    summary: dict[str, Any] | None,
+    rows: list[dict[str, Any]],
+    folder: Path | None,
+    *,
+    title: str,
+    audio: bool = True,
+    slm: dict[str, Any] | None = None,
 ) -> str:
-    """The whole page as one HTML string."""
-    env, corpus = summary.get("environment", {}), summary.get("corpus", {})
-    seconds = corpus.get("seconds", {})
-    parts = [
+    """The whole page as one HTML string: a resynthesis bench's ``summary`` (its ``rows`` and results
+    ``folder`` for the audio), and/or the SLM suite's summary ``slm`` (``summary`` may be the SLM one)."""
+    if summary is not None and suite_of(summary) == SUITE_SLM:
+        summary, slm = None, summary
+    head = [
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
+    ]
+    body = _resynthesis_html(summary, rows, folder, audio) if summary is not None else []
+    if slm is not None:
+        heading = ['<h2 id="resynthesis">Resynthesis</h2>'] if body else []
+        body = _slm_html(slm, summary) + heading + body
+    data = json.dumps(
+        {"aggregates": (summary or {}).get("aggregates", []), "slm": (slm or {}).get("aggregates", [])}
+    ).replace("</", "<\\/")
+    return "".join(
+        head
+        + body
+        + [
+            f'<script type="application/json" id="results-data">{data}</script>',
+            f"<script>{JS}</script></body></html>",
+        ]
+    )
+
+
+def _resynthesis_html(
+    summary: dict[str, Any], rows: list[dict[str, Any]], folder: Path | None, audio: bool
+) -> list[str]:
+    """The resynthesis bench's sections: a table and plots per subset, failures, back-ends, audio."""
+    env, corpus = summary.get("environment", {}), summary.get("corpus", {})
+    seconds = corpus.get("seconds", {})
+    parts = [
         f'<p class="meta">{corpus.get("files", 0)} files in subsets '
         + ", ".join(f"{escape(s)} ({seconds.get(s, 0) / 60:.1f} min)" for s in corpus.get("subsets", []))
         + f"; metrics at {summary.get('settings', {}).get('eval_rate', 16000)} Hz against the original. "
@@ -268,7 +324,7 @@ def render_html(
             )
             parts.append(f"<li>{escape(group)}: {escape(state)}</li>")
         parts.append("</ul>")
-    if audio:
+    if audio and folder is not None:
         parts.append(_audio(summary, rows, folder))
     parts.append(
         '<p class="note">Values: mean over files ± the larger half of a 95 % percentile-bootstrap interval '
@@ -279,22 +335,178 @@ def render_html(
         "error). Dashed line: Pareto front (no other tokenizer is both cheaper and better). "
         "Peak MB is the memory added during encode or decode (sampled RSS on CPU). Click a header to sort (or link to <code>#sort=stoi:desc</code>).</p>"
     )
-    data = json.dumps(summary.get("aggregates", [])).replace("</", "<\\/")
-    parts.append(f'<script type="application/json" id="results-data">{data}</script>')
-    parts.append(f"<script>{JS}</script></body></html>")
-    return "".join(parts)
+    return parts
 
 
-def write_site(results: str | Path, out: Path, *, title: str, audio: bool = True) -> list[Path]:
-    """Render ``results`` into ``out``: ``leaderboard.md`` and ``index.html``; returns both paths."""
-    summary, rows, folder = read_results(results)
+def _resynthesis_by_tokenizer(summary: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each tokenizer's resynthesis metrics over the whole corpus (subset ``all``, or the only one)."""
+    if summary is None:
+        return {}
+    subsets = subsets_of(summary)
+    if not subsets:
+        return {}
+    return {r["tokenizer"]: r["metrics"] for r in table_rows(summary, subsets[-1])}
+
+
+def _slm_table(slm: dict[str, Any], resynthesis: dict[str, dict[str, Any]]) -> str:
+    """One sortable table: tokenizer, kind, stages, bitrate, resynthesis columns (when merged), the
+    profile scores and every measure, with a header row naming the column groups."""
+    rows = slm_rows(slm)
+    groups: list[tuple[str, list[Any]]] = []
+    resyn = [METRIC_BY_KEY[k] for k in RESYNTHESIS_COLUMNS if any(k in m for m in resynthesis.values())]
+    for title, columns in SLM_TABLES:
+        metrics = [METRIC_BY_KEY[c] for c in columns if any(c in r["metrics"] for r in rows)]
+        if title == "Profile" and resyn:
+            groups.append(("bitrate", metrics[:1]))
+            groups.append(("resynthesis", resyn))
+            groups.append(("profile", metrics[1:]))
+        elif metrics:
+            groups.append((title, metrics))
+    groups = [(t, ms) for t, ms in groups if ms]
+    arrows = {"higher": " ↑", "lower": " ↓"}
+    top = '<tr><th class="group" colspan="3"></th>' + "".join(
+        f'<th class="group" colspan="{len(ms)}">{escape(t)}</th>' for t, ms in groups
+    )
+    head = "".join(
+        f'<th data-key="{m.key}" title="{escape(m.unit)}">{escape(m.label)}{arrows.get(m.better, "")}</th>'
+        for _, ms in groups
+        for m in ms
+    )
+    out = [
+        '<div class="wrap"><table class="board" id="table-slm" data-subset="slm">',
+        f'<thead>{top}</tr><tr><th data-key="tokenizer">tokenizer</th><th data-key="kind">kind</th>'
+        f'<th data-key="stages" title="stages done / stages">stages ok</th>{head}</tr></thead><tbody>',
+    ]
+    for r in rows:
+        kind = kind_of(slm, r["tokenizer"])
+        colour = FAMILY_COLOURS.get(kind, "#333")
+        cls = ' class="reference"' if kind == "reference" else ""
+        fail = ' class="fail"' if r.get("failed") else ""
+        cells = [
+            f"<td>{escape(r['tokenizer'])}</td>",
+            f'<td><span class="fam" style="background:{colour}"></span>{escape(kind)}</td>',
+            f'<td data-value="{r["files"]}"{fail}>{stages_cell(r)}</td>',
+        ]
+        for group, ms in groups:
+            source = resynthesis.get(r["tokenizer"], {}) if group == "resynthesis" else r["metrics"]
+            for m in ms:
+                est = source.get(m.key)
+                if est is None or est.get("value") is None:
+                    cells.append('<td data-value="">–</td>')
+                    continue
+                tip = f"{m.label} ({m.unit})"
+                if est.get("low") is not None:
+                    tip += f"; 95% CI {est['low'] * m.scale:.4g} to {est['high'] * m.scale:.4g}"
+                if est.get("chance") is not None:
+                    tip += f"; chance {est['chance'] * m.scale:.4g}"
+                cells.append(
+                    f'<td data-value="{est["value"] * m.scale:.10g}" title="{escape(tip)}">'
+                    f"{escape(format_value(m, est))}</td>"
+                )
+        out.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _slm_html(slm: dict[str, Any], resynthesis: dict[str, Any] | None) -> list[str]:
+    """The SLM suite's section: meta line, factor profile chart, the sortable table, failures, notes."""
+    env, probes = slm.get("environment", {}), slm.get("probes", {})
+    minutes = sum(slm.get("corpus", {}).get("seconds", {}).values()) / 60
+    rows = slm_rows(slm)
+    profiles = [
+        Profile(
+            r["tokenizer"],
+            kind_of(slm, r["tokenizer"]),
+            tuple(
+                None if r["metrics"].get(k, {}).get("value") is None else float(r["metrics"][k]["value"])
+                for k, _ in FACTORS
+            ),
+        )
+        for r in rows
+    ]
+    parts = [
+        '<h2 id="slm">SLM fitness profile (synthetic probes)</h2>',
+        f'<p class="meta">Probe set {escape(str(probes.get("fingerprint", ""))[:12])} (seed '
+        f"{escape(str(probes.get('seed')))}, {escape(str(probes.get('voices')))} voices, content "
+        f"{minutes:.1f} min); label: synthetic, not ZeroSpeech scores. Device: "
+        f"{escape(str(env.get('device', '?')))}. Created {escape(str(env.get('created', '')))}.</p>",
+        '<div class="plots">'
+        + profile_svg(
+            profiles,
+            tuple(label for _, label in FACTORS),
+            title="factor profile (1 = best)",
+            plot_id="profile-slm",
+        )
+        + "</div>",
+        _slm_table(slm, _resynthesis_by_tokenizer(resynthesis)),
+    ]
+    failed = [r for r in rows if r.get("failed")]
+    if failed:
+        parts.append('<h3>Failed stages</h3><ul id="slm-failed">')
+        parts.extend(
+            f"<li><code>{escape(r['tokenizer'])}</code> {escape(e['file'])}: {escape(e['error'])}</li>"
+            for r in failed
+            for e in r["errors"]
+        )
+        parts.append("</ul>")
+    missing = [t for t in slm.get("tokenizers", []) if t.get("status") != "ok"]
+    if missing:
+        parts.append('<h3>Not run</h3><ul id="slm-unavailable">')
+        parts.extend(
+            f"<li><code>{escape(t['key'])}</code>: {escape(t.get('reason', ''))}</li>" for t in missing
+        )
+        parts.append("</ul>")
+    chance = speaker_chance(slm)
+    note = SLM_NOTE + (f" Speaker-ID chance: {chance * 100:.1f} %." if chance is not None else "")
+    if resynthesis is not None:
+        note += " Resynthesis columns: the resynthesis bench over its whole corpus, same tokenizer key."
+    parts.append(f'<p class="note">{escape(note)} Click a header to sort.</p>')
+    return parts
+
+
+def read_inputs(
+    results: str | Path | list[str | Path],
+) -> tuple[tuple[dict[str, Any], list[dict[str, Any]], Path] | None, dict[str, Any] | None]:
+    """Read one or two results folders: a resynthesis bench and/or the SLM suite (at most one of each);
+    returns ``(resynthesis (summary, rows, folder) or None, SLM summary or None)``."""
+    paths = [results] if isinstance(results, (str, Path)) else list(results)
+    resynthesis, slm = None, None
+    for path in paths:
+        summary, rows, folder = read_results(path)
+        if suite_of(summary) == SUITE_SLM:
+            if slm is not None:
+                raise SlmtokError(f"two SLM suite results given ({path}): merge one SLM and one resynthesis")
+            slm = summary
+        else:
+            if resynthesis is not None:
+                raise SlmtokError(
+                    f"two resynthesis results given ({path}): merge one SLM and one resynthesis"
+                )
+            resynthesis = (summary, rows, folder)
+    return resynthesis, slm
+
+
+def write_site(
+    results: str | Path | list[str | Path], out: Path, *, title: str, audio: bool = True
+) -> list[Path]:
+    """Render ``results`` (a results folder, or a resynthesis and an SLM suite folder to merge) into
+    ``out``: ``leaderboard.md`` and ``index.html``; returns both paths."""
+    resynthesis, slm = read_inputs(results)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create {out}: {error.strerror}") from None
     md, page = out / "leaderboard.md", out / "index.html"
+    text = f"# {title}\n\n"
+    if slm is not None:
+        text += "## SLM fitness (synthetic probes)\n\n" + slm_markdown(slm) + "\n"
+    if resynthesis is not None:
+        text += ("## Resynthesis\n\n" if slm is not None else "") + markdown_tables(resynthesis[0])
     with atomic_path(md) as tmp:
-        tmp.write_text(f"# {title}\n\n" + markdown_tables(summary), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
+    summary, rows, folder = resynthesis if resynthesis is not None else (None, [], None)
     with atomic_path(page) as tmp:
-        tmp.write_text(render_html(summary, rows, folder, title=title, audio=audio), encoding="utf-8")
+        tmp.write_text(
+            render_html(summary, rows, folder, title=title, audio=audio, slm=slm), encoding="utf-8"
+        )
     return [md, page]
