@@ -83,6 +83,7 @@ def test_units_equal_to_phones_have_pnmi_and_purities_one(corpus):
     n_sil = sum(item.count("SIL") for item in corpus["labels"])
     assert n_sil > 0 and stats["n_excluded_frames"] == n_sil
     assert stats["n_frames"] == sum(len(item) for item in corpus["labels"]) - n_sil
+    assert stats["pnmi_adjusted"] == pytest.approx(1.0, abs=1e-12) and stats["pnmi_chance"] < 0.01
 
 
 def test_silence_frames_are_left_out(corpus):
@@ -117,6 +118,20 @@ def test_shuffled_units_have_pnmi_near_zero(corpus):
     bias = (len(INVENTORY) - 1) * (50 - 1) / (2 * stats["n_frames"]) / math.log(len(INVENTORY))
     assert 0.0 <= stats["pnmi"] < 4 * bias
     assert stats["phone_purity"] < 0.3  # max phone share among 5 near-uniform phones, plus noise
+
+
+def test_many_random_units_inflate_pnmi_and_the_chance_level_removes_it(corpus):
+    """2,000 random units over ~7,600 frames: the plug-in PNMI is far from 0 (~0.36, the bias of
+    test_shuffled_units_have_pnmi_near_zero is now as large as the figure), its permutation chance level is
+    the same, and the adjusted PNMI is ~0 (the spread of the chance level over shuffles is ~0.005)."""
+    rng = np.random.default_rng(9)
+    units = [rng.integers(0, 2000, size=len(item)) for item in corpus["labels"]]
+    stats = phone_unit_stats(units, corpus["labels"], n_permutations=5)
+    assert stats["pnmi"] > 0.3 and stats["phone_purity"] > 0.4
+    assert stats["pnmi_chance"] == pytest.approx(stats["pnmi"], abs=0.02)
+    assert stats["phone_purity_chance"] == pytest.approx(stats["phone_purity"], abs=0.02)
+    assert abs(stats["pnmi_adjusted"]) < 0.03
+    assert "pnmi_chance" not in phone_unit_stats(units, corpus["labels"], n_permutations=0)
 
 
 def test_pnmi_and_purity_match_scikit_learn(corpus):
@@ -344,6 +359,18 @@ def test_speaker_id_is_at_chance_on_speaker_independent_units():
     result = speaker_id_accuracy(units, speakers, vocab_size=36)
     assert result["ci"][0] <= result["chance"] <= result["ci"][1]
     assert result["accuracy"] < 0.4
+
+
+def test_speaker_id_on_matched_sentences_needs_text_groups(corpus):
+    """Phone-label units carry no speaker, and every speaker says the same sentences. Folds that split a
+    sentence's renderings let the classifier match a test item to the same sentence, said by another
+    speaker: accuracy far below chance. Folds grouped by text bring it back to chance (within the CI)."""
+    units = _phone_units(corpus["labels"])
+    texts = [" ".join(p for p, _, _ in item if p != "SIL") for item in corpus["phones"]]
+    ungrouped = speaker_id_accuracy(units, corpus["speakers"], vocab_size=100)
+    grouped = speaker_id_accuracy(units, corpus["speakers"], vocab_size=100, groups=texts)
+    assert ungrouped["ci"][1] < ungrouped["chance"] and not ungrouped["grouped"]
+    assert grouped["ci"][0] <= grouped["chance"] <= grouped["ci"][1] and grouped["grouped"]
 
 
 def test_speaker_id_bad_input_is_one_line():
