@@ -262,3 +262,20 @@ def test_cli_fit_from_token_files_then_encode_decode_and_lm(prompts, tmp_path, c
                       max_steps=3, warmup_steps=1, eval_interval=3, save_interval=3, log_interval=1,
                       log=lambda line: None)  # fmt: skip
     assert result.step == 3 and np.isfinite(result.evaluation["val_bits_per_second"])
+
+
+def test_cli_fit_from_a_corpus_run(prompts, tmp_path, capsys):
+    files = [str(p) for p in prompts[:3]]
+    assert main(["encode-corpus", *files, "-t", "mfcc-km", "-o", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["bpe", "fit", str(tmp_path / "run"), "-t", "mfcc-km", "--vocab", "150",
+                 "-o", str(tmp_path / "bpe"), "--json"]) == 0  # fmt: skip
+    card = json.loads(capsys.readouterr().out)
+    base = slmtok.load("mfcc-km")
+    frames = sum(int(base.encode(*slmtok.read_audio(f)).lengths[0]) for f in files)
+    assert card["training"]["input"] == "corpus" and card["training"]["frames"] == frames
+    # one kind of input per call
+    assert (
+        main(["bpe", "fit", str(tmp_path / "run"), files[0], "-t", "mfcc-km", "-o", str(tmp_path / "x")]) == 1
+    )
+    assert "one kind of input" in capsys.readouterr().err
