@@ -88,13 +88,37 @@ def read_normalize(folder: Path, default: bool) -> bool:
     return bool(value)
 
 
+def check_sizes(folder: Path, variant: Variant) -> None:
+    """Refuse, before any weight is read, a checkpoint whose ``config.json`` gives the transformer of another
+    published variant (``num_hidden_layers`` x ``hidden_size``): a WavLM Large folder must not pass for
+    ``wavlm-base-plus``, nor an XLS-R for ``wav2vec2-base``, nor a HuBERT Large for ``mhubert-147`` (its
+    layers, width and any k-means over them would all be another model's). A size no published variant
+    has (a distilled or a small test model) is taken as given: its features are ``hidden_size`` wide."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    layers, dim = config.get("num_hidden_layers"), config.get("hidden_size")
+    if (layers, dim) == (variant.layers, variant.dim):
+        return
+    from slmtok.tokenizers.features import hubert
+
+    published = [v for v in VARIANTS.values() if v.model_type == variant.model_type]
+    published += list(hubert.VARIANTS.values()) if variant.model_type == "hubert" else []
+    fits = sorted({v.name for v in published if (v.layers, v.dim) == (layers, dim)})
+    if fits:
+        raise SlmtokError(
+            f"{folder} is a {layers}-layer, {dim}-wide {variant.model_type} model, not {variant.name} "
+            f"({variant.layers} layers, {variant.dim} wide); load it as {' or '.join(fits)}"
+        )
+
+
 def load_model(folder: Path, variant: Variant, device: torch.device):
-    """The transformers model of ``folder`` (float32, eval), cached per folder state and device."""
+    """The transformers model of ``folder`` (float32, eval), cached per folder state and device; refused
+    when it is of another model type or the size of another published variant (``check_sizes``)."""
     model_type = read_model_type(folder)
     if model_type != variant.model_type:
         raise SlmtokError(
             f"{folder} is a {model_type!r} checkpoint, not {variant.name} (model_type {variant.model_type!r})"
         )
+    check_sizes(folder, variant)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
     key = (str(folder.resolve()), tuple(files), str(device))
     if key not in _MODEL_CACHE:
