@@ -196,3 +196,39 @@ def test_phone_rate_counts_phones_not_silence():
     item = ProbeItem("a", "content", "audio/a.flac", 2.0, "v", "v", "x",
                      (("SIL", 0.0, 0.5), ("a", 0.5, 1.0), ("b", 1.0, 1.5), ("SIL", 1.5, 2.0)), None, "a b")  # fmt: skip
     assert phone_rate([item]) == 1.0 and math.isfinite(phone_rate([item]))
+
+
+def test_bpe_rate_for_the_tokenizer_the_model_was_fitted_on(probes, tmp_path):
+    from slmtok.bpe.fit import fit
+
+    train = sorted(str(p) for p in (probes / "audio").glob("train-*.flac"))
+    fit(train, "mfcc-km", tmp_path / "bpe", vocab_size=160, dedup=True)
+    settings = SuiteSettings(
+        skip_lm=True, abx_max_triplets=50, text_ceiling=False, bpe=(str(tmp_path / "bpe"),)
+    )
+    summary = Suite(probes, tmp_path / "r", settings).run(_specs(["mfcc-km", "random-codes"]))
+    m = _metrics(summary, "mfcc-km")["metrics"]
+    assert 0 < m["bpe_rate"]["value"] < m["dedup_rate"]["value"]  # merges shorten the deduplicated units
+    assert "bpe_rate" not in _metrics(summary, "random-codes")["metrics"]  # fitted on another tokenizer
+
+
+def test_lm_fitness_stage_with_a_tiny_recipe(probes, tmp_path):
+    from slmtok.probes.lm_fitness import Recipe
+
+    recipe = Recipe(n_layer=1, n_head=2, n_embd=32, block_size=64, batch_size=4, max_steps=10, warmup_steps=2,
+                    bootstrap=100)  # fmt: skip
+    settings = SuiteSettings(abx_max_triplets=50, recipe=recipe)
+    summary = Suite(probes, tmp_path / "r", settings).run(_specs(["random-codes"]))
+    assert summary["settings"]["recipe"]["max_steps"] == 10
+    for key in ("random-codes", TEXT_CEILING):
+        agg = _metrics(summary, key)
+        assert agg["stages"]["lm_fitness"] == "ok", agg["errors"]
+        lexical = agg["metrics"]["lexical_accuracy"]
+        assert lexical["n"] == 3 and lexical["low"] <= lexical["value"] <= lexical["high"]
+        assert math.isfinite(agg["metrics"]["valid_bits_per_second"]["value"])
+        assert 0 <= agg["metrics"]["score_lm"]["value"] <= 1
+    ceiling = _metrics(summary, TEXT_CEILING)
+    assert "same text" in ceiling["not_measured"]["acoustic_accuracy"]  # no acoustic pairs to tell apart
+    _, rows, _ = read_results(tmp_path / "r")
+    lm_row = next(r for r in rows if r["tokenizer"] == "random-codes" and r["stage"] == "lm_fitness")
+    assert lm_row["detail"]["headline"] == "mean" and lm_row["detail"]["lexical"]["sum"]["n_pairs"] == 3

@@ -396,19 +396,17 @@ def lm_measures(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _bpe_for(settings: SuiteSettings, name: str, card_hash: str) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The ``--bpe`` model fitted on this tokenizer (name and card hash), as a units -> BPE ids callable."""
-    for folder in settings.bpe:
-        card_path = Path(folder) / "bpe_card.json"
-        try:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise SlmtokError(f"--bpe {folder}: cannot read {card_path.name} ({error})") from None
-        if card.get("base_hash", card.get("card_hash")) == card_hash or (
-            card.get("base") == name and card.get("base_hash") is None
-        ):
-            from slmtok.bpe import bpe_encode_units, load_bpe
+def _bpe_for(settings: SuiteSettings, card_hash: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The ``--bpe`` model fitted on codebook 0 of this tokenizer (same card hash), as a units -> BPE ids
+    callable (deduplicating first when it was fitted on deduplicated units); ``None`` if none was."""
+    if not settings.bpe:
+        return None
+    from slmtok.bpe import bpe_encode_units, load_bpe
+    from slmtok.bpe.model import read_card
 
+    for folder in settings.bpe:
+        card = read_card(folder)
+        if card["base"]["hash"] == card_hash and card["codebook"] == CODEBOOK:
             model = load_bpe(folder)
             return lambda units: bpe_encode_units(model, units)
     return None
@@ -564,7 +562,7 @@ class Suite:
             "length": lambda: length_measures(
                 [units().first(it.id) for it in self.content],
                 [it.seconds for it in self.content],
-                _bpe_for(self.settings, spec.name, card.hash),
+                _bpe_for(self.settings, card.hash),
             ),
             "paralinguistics": lambda: paralinguistic_measures(
                 units(), self.content, self.groups, self.settings
