@@ -33,7 +33,10 @@ def register(subparsers: Any) -> None:
         description="Tokenize the corpus into frame-level units, then train a HiFi-GAN generator with "
         "multi-period and multi-scale discriminators (mel + feature-matching + adversarial losses). "
         "Checkpoints go to OUT/checkpoints (resumed automatically), samples of held-out files to "
-        "OUT/samples; the vocoder is registered with the tokenizer so that its decode uses it.",
+        "OUT/samples, scalars to OUT/metrics.jsonl and OUT/tensorboard; the vocoder is registered with "
+        "the tokenizer so that its decode uses it. On several GPUs (or CPU processes): "
+        "torchrun --nproc-per-node N -m slmtok.cli.main vocoder train ... (--batch-size is the total "
+        "over the processes).",
     )
     t.add_argument(
         "inputs", nargs="+", metavar="CORPUS", help="audio files, folders (recursive) or manifests"
@@ -47,7 +50,8 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument("--steps", type=int, default=20000, help="training steps (default 20000)")
     t.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
-    t.add_argument("--batch-size", type=int, default=8, help="segments per step (default 8)")
+    t.add_argument("--batch-size", type=int, default=8,
+                   help="segments per step, over all processes under torchrun (default 8)")  # fmt: skip
     t.add_argument(
         "--segment-seconds", type=float, default=0.56, help="training segment length (default 0.56)"
     )
@@ -75,6 +79,17 @@ def register(subparsers: Any) -> None:
                    help="train with the mel loss alone for this many steps before the discriminators join")  # fmt: skip
     t.add_argument(
         "--no-duration-predictor", action="store_true", help="train without the duration predictor"
+    )
+    t.add_argument(
+        "--device",
+        help="cpu, cuda or cuda:N (default: cuda when there is a GPU, else cpu); under torchrun each "
+        "process takes the GPU of its local rank",
+    )
+    t.add_argument("--precision", choices=["bf16", "fp32"],
+                   help="bf16 autocasts the generator and discriminator forward passes (weights, STFT and "
+                   "losses stay fp32); default bf16 on a GPU that has it, else fp32")  # fmt: skip
+    t.add_argument(
+        "--no-tensorboard", action="store_true", help="scalars to OUT/metrics.jsonl only, not OUT/tensorboard"
     )
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     t.add_argument("--seed", type=int, default=1234, help="seed of initialisation and batches (default 1234)")
@@ -112,20 +127,35 @@ def _tokenizer(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import shutil
-
     import torch
+
+    from slmtok.vocoders.training.distributed import setup
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    place = setup(args.device or "auto", args.precision)  # a missing GPU is one line, before any work
+    try:
+        return _train(args, place)
+    finally:
+        if place.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(args: argparse.Namespace, place) -> int:
+    import shutil
 
     from slmtok.errors import SlmtokError
     from slmtok.inputs import collect
     from slmtok.vocoders.training.data import UnitCorpus, build_corpus, corpus_key
+    from slmtok.vocoders.training.distributed import barrier
     from slmtok.vocoders.training.trainer import TrainConfig, VocoderTrainer, vocoder_config
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    say = _say if place.is_main else (lambda line: None)
     out = Path(args.output)
-    if args.fresh and out.exists():
-        for name in ("checkpoints", "latest.json", "samples"):
+    if args.fresh and out.exists() and place.is_main:
+        for name in ("checkpoints", "latest.json", "samples", "metrics.jsonl", "tensorboard"):
             target = out / name
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,13 +167,18 @@ def run_train(args: argparse.Namespace) -> int:
         raise SlmtokError(f"{tok.card.name}: {tok.card.frame_rate} frames/s is not a whole hop at {rate} Hz")
     key = corpus_key(files, tok.card.hash)
     cache = out / "units.safetensors"
-    corpus = UnitCorpus.load(cache, {"key": key})
-    if corpus is None:
-        _say(f"tokenizing {len(files)} files with {tok.card.name} ({tok.card.frame_rate:g} units/s)")
+    corpus = UnitCorpus.load(cache, {"key": key}) if place.is_main else None
+    if place.is_main and corpus is None:  # rank 0 tokenizes; the other processes read its cache
+        say(f"tokenizing {len(files)} files with {tok.card.name} ({tok.card.frame_rate:g} units/s)")
         corpus = build_corpus(files, tok.frame_units, sample_rate=rate, hop=hop)
         corpus.save(cache, {"key": key, "tokenizer": tok.card.name})
-    else:
-        _say(f"units of {len(corpus)} files from {cache}")
+    elif place.is_main:
+        say(f"units of {len(corpus)} files from {cache}")
+    barrier(place)
+    if corpus is None:
+        corpus = UnitCorpus.load(cache, {"key": key})
+        if corpus is None:
+            raise SlmtokError(f"rank {place.rank}: {cache} does not hold the corpus rank 0 tokenized")
     config = TrainConfig(
         size=args.size,
         disc_width=args.disc_width,
@@ -159,6 +194,7 @@ def run_train(args: argparse.Namespace) -> int:
         duration_predictor=not args.no_duration_predictor,
         adversarial_start=args.adversarial_start,
         seed=args.seed,
+        tensorboard=not args.no_tensorboard,
     )
     model = vocoder_config(
         args.size, num_units=tok.card.codebook_sizes[0], hop=hop, sample_rate=rate,
@@ -173,15 +209,27 @@ def run_train(args: argparse.Namespace) -> int:
         model,
         validation=list(range(len(corpus) - n_val, len(corpus))),
         meta=meta,
-        log=_say,
+        log=say,
+        placement=place,
+    )
+    say(
+        f"training on {place.device} in {place.precision}"
+        + (
+            f", {place.world} processes of {config.batch_size // place.world} segments"
+            if place.world > 1
+            else ""
+        )
     )
     if trainer.load_checkpoint():
-        _say(f"resumed from step {trainer.step}")
+        say(f"resumed from step {trainer.step}")
     summary = trainer.run()
+    if not place.is_main:
+        return 0
     if not args.no_register:
         attach_to_tokenizer(tok, out)
-        _say(f"registered {out} as the unit vocoder of {tok.card.name}")
+        say(f"registered {out} as the unit vocoder of {tok.card.name}")
     summary.update(output=str(out), tokenizer=tok.card.name)
+    summary.update(device=str(place.device), precision=place.precision, processes=place.world)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

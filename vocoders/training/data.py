@@ -117,21 +117,33 @@ def build_corpus(
 
 
 def draw_batch(
-    corpus: UnitCorpus, indices: list[int], segment_frames: int, batch_size: int, seed: int, step: int
+    corpus: UnitCorpus,
+    indices: list[int],
+    segment_frames: int,
+    batch_size: int,
+    seed: int,
+    step: int,
+    rows: range | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch_size`` random segments from the items ``indices``: units ``[B, F]``, audio ``[B, 1, F*hop]``.
 
     Items are drawn with probability proportional to their length; the generator is seeded by
-    ``(seed, step)`` so the batch of a given step never depends on what ran before.
+    ``(seed, step)`` so the batch of a given step never depends on what ran before. ``rows`` (e.g.
+    ``range(rank, batch_size, world)``) keeps only those rows of the batch: the processes of a
+    distributed run draw disjoint parts of the one batch a single process would draw.
     """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
     lengths = torch.tensor([corpus.units[i].numel() for i in indices], dtype=torch.float64)
-    picks = torch.multinomial(lengths, batch_size, replacement=True, generator=gen)
-    units = torch.zeros(batch_size, segment_frames, dtype=torch.long)
-    audio = torch.zeros(batch_size, 1, segment_frames * corpus.hop)
-    for b, pick in enumerate(picks.tolist()):
-        u, a = corpus.units[indices[pick]], corpus.audio[indices[pick]]
-        start = int(torch.randint(0, max(1, u.numel() - segment_frames + 1), (1,), generator=gen))
+    picks = torch.multinomial(lengths, batch_size, replacement=True, generator=gen).tolist()
+    starts = []  # drawn for every row, in order, whichever rows are kept
+    for pick in picks:
+        high = max(1, corpus.units[indices[pick]].numel() - segment_frames + 1)
+        starts.append(int(torch.randint(0, high, (1,), generator=gen)))
+    keep = list(range(batch_size) if rows is None else rows)
+    units = torch.zeros(len(keep), segment_frames, dtype=torch.long)
+    audio = torch.zeros(len(keep), 1, segment_frames * corpus.hop)
+    for b, row in enumerate(keep):
+        u, a, start = corpus.units[indices[picks[row]]], corpus.audio[indices[picks[row]]], starts[row]
         seg = u[start : start + segment_frames]
         units[b, : seg.numel()] = seg
         if seg.numel() < segment_frames:  # short item: repeat its last unit, silence after its end

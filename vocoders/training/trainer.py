@@ -6,6 +6,12 @@ steps the uninterrupted run would have taken (batches and dropout are seeded by 
 is a function of the step, and the optimizer moments are restored). Validation vocodes held-out files
 and writes them as ``samples/step_XXXXXXXX/*.wav``. The finished (or interrupted) generator is exported
 as ``generator.safetensors`` + ``config.json`` in the unit HiFi-GAN format, loadable by ``hifigan-unit``.
+
+Devices: CPU or a CUDA GPU (``device``), and several of either under ``torchrun`` (DDP; every process
+trains on its rows of the step's batch, see ``distributed``). ``precision="bf16"`` autocasts the generator
+and discriminator forward passes only; the weights, AdamW, the STFT/mel and every loss stay fp32 (a bf16
+STFT loses the small magnitudes the log-mel loss weighs, and fp32 losses need no gradient scaler).
+Progress goes to the log by time, and as scalars to ``metrics.jsonl`` and TensorBoard (``scalars``).
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from typing import Any
 import torch
 
 from slmtok.atomic import atomic_path
+from slmtok.errors import SlmtokError
 from slmtok.vocoders.mel_hifigan import MelConfig, MelSpectrogram
 from slmtok.vocoders.training import losses
 from slmtok.vocoders.training.data import UnitCorpus, draw_batch
 from slmtok.vocoders.training.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from slmtok.vocoders.training.distributed import Placement, all_sum, barrier, wrap
+from slmtok.vocoders.training.scalars import ScalarLog
 from slmtok.vocoders.unit_hifigan import CodeGenerator, UnitVocoderConfig
 
 #: generator sizes: upsample_initial_channel, embedding_dim, resblock kernels
@@ -62,6 +71,7 @@ class TrainConfig:
     n_fft: int = 1024
     hop_size: int = 256
     win_size: int = 1024
+    tensorboard: bool = True  # TensorBoard scalars beside metrics.jsonl (when tensorboard is installed)
 
 
 def upsampling(hop: int) -> tuple[list[int], list[int]]:
@@ -110,8 +120,15 @@ def vocoder_config(
     return config
 
 
+STATS = ("d", "g", "mel", "fm", "adv", "dur")  # the losses a step reports, in this order
+
+
 class VocoderTrainer:
-    """Owns the models, optimizers and checkpoints of one training run in ``out_dir``."""
+    """Owns the models, optimizers and checkpoints of one training run in ``out_dir``.
+
+    ``placement`` says where this process trains (default: one process on the CPU in fp32); under
+    torchrun every process builds a trainer, and rank 0 alone validates, writes checkpoints and logs.
+    """
 
     def __init__(
         self,
@@ -123,92 +140,136 @@ class VocoderTrainer:
         validation: list[int],
         meta: dict[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self.corpus = corpus
         self.config = config
         self.model_config = model_config
         self.meta = dict(meta or {})
-        self.log = log or (lambda line: None)
+        self.place = placement or Placement()
+        self.log = (log or (lambda line: None)) if self.place.is_main else (lambda line: None)
+        if config.batch_size % self.place.world:
+            raise SlmtokError(
+                f"batch size {config.batch_size} does not split over {self.place.world} processes; "
+                "use a multiple of the process count"
+            )
         self.validation = validation
         self.training = [i for i in range(len(corpus)) if i not in set(validation)] or list(
             range(len(corpus))
         )
         self.segment_frames = max(4, round(config.segment_seconds * corpus.sample_rate / corpus.hop))
+        device = self.place.device
         torch.manual_seed(config.seed)
         self.generator = CodeGenerator(UnitVocoderConfig.from_dict(model_config))
         if not config.duration_predictor:
             self.generator.dur_predictor = None
         self.mpd = MultiPeriodDiscriminator(config.disc_width)
         self.msd = MultiScaleDiscriminator(config.disc_width)
+        for module in (self.generator, self.mpd, self.msd):
+            module.to(device)
+        # DDP wrappers (the modules themselves under one process): they average gradients over processes
+        self.g_net = wrap(self.generator, self.place)
+        self.d_nets = [wrap(self.mpd, self.place), wrap(self.msd, self.place)]
         betas = (config.adam_b1, config.adam_b2)
-        self.opt_g = torch.optim.AdamW(self.generator.parameters(), config.learning_rate, betas=betas)
+        fused = {"fused": True} if device.type == "cuda" else {}
+        self.opt_g = torch.optim.AdamW(
+            self.generator.parameters(), config.learning_rate, betas=betas, **fused
+        )
         self.opt_d = torch.optim.AdamW(
-            [*self.mpd.parameters(), *self.msd.parameters()], config.learning_rate, betas=betas
+            [*self.mpd.parameters(), *self.msd.parameters()], config.learning_rate, betas=betas, **fused
         )
         mel = MelConfig(
             corpus.sample_rate, config.n_fft, config.num_mels, config.hop_size, config.win_size, 0.0, None
         )
-        self.mel = MelSpectrogram(mel)
+        self.mel = MelSpectrogram(mel, device=device)
         self.step = 0
         self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
-        """One discriminator and one generator update on the batch of ``self.step``."""
+        """One discriminator and one generator update on the batch of ``self.step``; the losses averaged
+        over the processes (``STATS``), the step reached and the learning rate."""
+        lr = self._lr()
+        stats = self._step()
+        return {"step": self.step, "lr": lr, **dict(zip(STATS, stats.tolist(), strict=True))}
+
+    def _lr(self) -> float:
         c = self.config
-        torch.manual_seed(c.seed + self.step)  # dropout of the duration predictor
-        lr = c.learning_rate * c.lr_decay ** (self.step // c.decay_every)
+        return c.learning_rate * c.lr_decay ** (self.step // c.decay_every)
+
+    def _step(self) -> torch.Tensor:
+        """The update of ``train_step``; returns the ``STATS`` losses as one ``[6]`` tensor on the device
+        (read back only when logged: no host sync per step on a GPU)."""
+        c, place = self.config, self.place
+        device = place.device
+        torch.manual_seed(c.seed + self.step + 1_000_003 * place.rank)  # dropout of the duration predictor
+        lr = self._lr()
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
+        rows = range(place.rank, c.batch_size, place.world)
         units, audio = draw_batch(
-            self.corpus, self.training, self.segment_frames, c.batch_size, c.seed, self.step
+            self.corpus, self.training, self.segment_frames, c.batch_size, c.seed, self.step, rows
         )
-        fake = self.generator(units)
+        loss_dur = self._duration_loss(units)  # run lengths counted on the host, before the move
+        units, audio = units.to(device, non_blocking=True), audio.to(device, non_blocking=True)
+        with place.autocast():
+            fake = self.g_net(units)
+        fake = fake.float()  # the STFT and every loss in fp32
         real_mel = self.mel(audio[:, 0])
+        n = audio.shape[0]
 
         adversarial = self.step >= c.adversarial_start
-        loss_d = torch.zeros(())
+        zero = torch.zeros((), device=device)
+        loss_d = zero
         if adversarial:
             self.opt_d.zero_grad(set_to_none=True)
-            for disc in (self.mpd, self.msd):
-                real_logits, _ = disc(audio)
-                fake_logits, _ = disc(fake.detach())
-                loss_d = loss_d + losses.discriminator_loss(real_logits, fake_logits)
+            both = torch.cat([audio, fake.detach()])  # one pass over real and generated audio
+            for disc in self.d_nets:
+                with place.autocast():
+                    logits, _ = disc(both)
+                loss_d = loss_d + losses.discriminator_loss([x[:n] for x in logits], [x[n:] for x in logits])
             loss_d.backward()
             self.opt_d.step()
 
         self.opt_g.zero_grad(set_to_none=True)
         loss_mel = losses.mel_loss(real_mel, self.mel(fake[:, 0]))
-        loss_adv, loss_fm = torch.zeros(()), torch.zeros(())
+        loss_adv, loss_fm = zero, zero
         if adversarial:
-            for disc in (self.mpd, self.msd):
-                _, real_features = disc(audio)
-                fake_logits, fake_features = disc(fake)
-                loss_adv = loss_adv + losses.generator_loss(fake_logits)
-                loss_fm = loss_fm + losses.feature_matching_loss(real_features, fake_features)
-        loss_dur = self._duration_loss(units)
+            # the discriminators are fixed here: no gradients for their weights (nor DDP traffic)
+            discs = (self.mpd, self.msd)
+            frozen = [p for d in discs for p in d.parameters() if p.requires_grad]
+            for p in frozen:
+                p.requires_grad_(False)
+            try:
+                for disc in discs:
+                    with place.autocast():
+                        with torch.no_grad():
+                            _, real_features = disc(audio)
+                        fake_logits, fake_features = disc(fake)
+                    loss_adv = loss_adv + losses.generator_loss(fake_logits)
+                    loss_fm = loss_fm + losses.feature_matching_loss(real_features, fake_features)
+            finally:
+                for p in frozen:
+                    p.requires_grad_(True)
         loss_g = loss_adv + loss_fm + 45.0 * loss_mel + loss_dur
         loss_g.backward()
         self.opt_g.step()
         self.step += 1
-        return {
-            "step": self.step,
-            "lr": lr,
-            "d": float(loss_d.detach()),
-            "g": float(loss_g.detach()),
-            "mel": float(loss_mel.detach()),
-            "fm": float(loss_fm.detach()),
-            "adv": float(loss_adv.detach()),
-            "dur": float(loss_dur.detach()),
-        }
+        stats = torch.stack([loss_d, loss_g, loss_mel, loss_fm, loss_adv, loss_dur]).detach().float()
+        return all_sum(stats, place) / place.world
 
     def _duration_loss(self, units: torch.Tensor) -> torch.Tensor:
-        """MSE of log(1 + run length), first and last (cut) runs of each segment left out, as upstream."""
+        """MSE of log(1 + run length) for ``units`` ``[B, F]`` (on the CPU), first and last (cut) runs of each segment left out, as upstream.
+
+        Under several processes the squared errors are divided by the run count of the whole batch (times
+        the process count, which DDP's gradient average divides out again): the gradient is the one of a
+        single process that holds every row."""
         predictor = self.generator.dur_predictor
+        device = self.place.device
         if predictor is None:
-            return torch.zeros(())
+            return torch.zeros((), device=device)
         runs, counts = [], []
         for row in units:
             values, count = torch.unique_consecutive(row, return_counts=True)
@@ -222,9 +283,13 @@ class VocoderTrainer:
         for i, r in enumerate(runs):
             padded[i, : r.numel()] = r
             mask[i, : r.numel()] = True
-        predicted = predictor(self.generator.dict(padded), mask)[mask]
-        target = torch.log(torch.cat(counts).float() + 1)
-        return torch.nn.functional.mse_loss(predicted, target)
+        padded, mask = padded.to(device), mask.to(device)
+        target = torch.log(torch.cat(counts).float() + 1).to(device)
+        with self.place.autocast():
+            predicted = predictor(self.generator.dict(padded), mask)[mask]
+        squared = torch.sum((predicted.float() - target) ** 2)
+        total = all_sum(torch.tensor(float(target.numel()), device=device), self.place)
+        return squared / total * self.place.world
 
     # ------------------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -237,19 +302,23 @@ class VocoderTrainer:
         folder = self.out / "samples" / f"step_{self.step:08d}"
         if write_samples:
             folder.mkdir(parents=True, exist_ok=True)
+        device = self.place.device
         for i in self.validation:
-            units, audio = self.corpus.units[i][None], self.corpus.audio[i][None]
-            fake = self.generator(units)[0, 0]
+            units, audio = self.corpus.units[i][None].to(device), self.corpus.audio[i][None].to(device)
+            with self.place.autocast():
+                fake = self.generator(units)
+            fake = fake[0, 0].float()
             n = min(fake.numel(), audio.numel())
             distances.append(float(losses.mel_loss(self.mel(audio[:, :n]), self.mel(fake[None, :n]))))
             if write_samples:
-                write_audio(folder / f"{self.corpus.names[i]}.wav", fake[None], self.corpus.sample_rate)
+                write_audio(folder / f"{self.corpus.names[i]}.wav", fake[None].cpu(), self.corpus.sample_rate)
         self.generator.train()
         return sum(distances) / max(1, len(distances))
 
     # ------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step_XXXXXXXX/`` and point ``latest.json`` at it (older ones are removed)."""
+        """Write ``checkpoints/step_XXXXXXXX/`` and point ``latest.json`` at it (older ones are removed).
+        Call it on rank 0 only (every process holds the same weights and optimizer moments)."""
         from safetensors.torch import save_file
 
         root = self.out / "checkpoints"
@@ -258,13 +327,13 @@ class VocoderTrainer:
         models = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}
         models |= {f"mpd.{k}": v for k, v in self.mpd.state_dict().items()}
         models |= {f"msd.{k}": v for k, v in self.msd.state_dict().items()}
-        save_file({k: v.contiguous() for k, v in models.items()}, str(folder / "models.safetensors"))
+        save_file({k: _host(v) for k, v in models.items()}, str(folder / "models.safetensors"))
         tensors, groups = {}, {}
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             state = opt.state_dict()
             for index, values in state["state"].items():
                 for key, value in values.items():
-                    tensors[f"{name}.{index}.{key}"] = torch.as_tensor(value).contiguous()
+                    tensors[f"{name}.{index}.{key}"] = _host(torch.as_tensor(value))
             groups[name] = state["param_groups"]
         save_file(
             tensors, str(folder / "optimizers.safetensors"), metadata={"param_groups": json.dumps(groups)}
@@ -275,6 +344,7 @@ class VocoderTrainer:
             "model_config": self.model_config,
             "history": self.history,
             "meta": self.meta,
+            "placement": self.place.describe(),
         }
         (folder / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
         with atomic_path(self.out / "latest.json") as tmp:
@@ -285,7 +355,8 @@ class VocoderTrainer:
         return folder
 
     def load_checkpoint(self) -> bool:
-        """Resume from ``latest.json`` if there is one; ``False`` when starting fresh."""
+        """Resume from ``latest.json`` if there is one; ``False`` when starting fresh. A checkpoint written
+        under another process count, device type or precision is refused (one line)."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -293,6 +364,14 @@ class VocoderTrainer:
         if not latest.is_file():
             return False
         folder = self.out / "checkpoints" / json.loads(latest.read_text())["checkpoint"]
+        saved = json.loads((folder / "state.json").read_text())
+        written = saved.get("placement", Placement().describe())  # before placements: 1 CPU process, fp32
+        here = self.place.describe()
+        if written != here:
+            raise SlmtokError(
+                f"{self.out} was trained by {_describe(written)}, this run is {_describe(here)}; resume it "
+                "the same way, or train into a new folder (--fresh)"
+            )
         models = load_file(str(folder / "models.safetensors"))
         for prefix, module in (("generator.", self.generator), ("mpd.", self.mpd), ("msd.", self.msd)):
             module.load_state_dict({k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
@@ -306,7 +385,6 @@ class VocoderTrainer:
                 if owner == name:
                     state.setdefault(int(index), {})[field] = value
             opt.load_state_dict({"state": state, "param_groups": groups[name]})
-        saved = json.loads((folder / "state.json").read_text())
         self.step = int(saved["step"])
         self.history = saved.get("history", [])
         return True
@@ -315,7 +393,7 @@ class VocoderTrainer:
         """Write ``generator.safetensors`` + ``config.json`` (unit HiFi-GAN format) into ``out_dir``."""
         from safetensors.torch import save
 
-        state = {k: v.contiguous() for k, v in self.generator.state_dict().items()}
+        state = {k: _host(v) for k, v in self.generator.state_dict().items()}
         config = {**self.model_config, "slmtok": {**self.meta, "step": self.step}}
         if self.generator.dur_predictor is None:
             config.pop("dur_predictor_params", None)
@@ -328,43 +406,58 @@ class VocoderTrainer:
     # ------------------------------------------------------------------------------ the loop
     def run(self, *, stop_after: int | None = None) -> dict[str, Any]:
         """Train until ``config.steps`` (or ``stop_after`` more steps, or ``max_minutes``), checkpointing,
-        validating and logging on the way; always ends with a checkpoint and an export."""
-        c = self.config
+        validating and logging on the way; always ends with a checkpoint and an export.
+
+        Every process of a torchrun group calls it; they stop at the same step (the time limit is agreed
+        every ``TIME_CHECK`` steps). Rank 0 logs, validates, writes; its summary holds the losses of the
+        last logged step, averaged over the processes."""
+        c, place = self.config, self.place
         start_step, start = self.step, time.monotonic()
-        logged = start
+        window = (start, start_step)  # time and step of the last progress line
         target = c.steps if stop_after is None else min(c.steps, self.step + stop_after)
-        last = {}
+        last: dict[str, float] = {}
         stopped = "steps"
-        while self.step < target:
-            last = self.train_step()
-            now = time.monotonic()
-            by_steps = bool(c.log_every) and self.step % c.log_every == 0
-            by_time = c.log_every_seconds is not None and now - logged >= c.log_every_seconds
-            if by_steps or by_time or self.step == start_step + 1 or self.step == target:
-                logged = now
-                rate = (self.step - start_step) / max(now - start, 1e-9)
-                self.log(
-                    f"step {self.step}/{c.steps} | mel {last['mel']:.3f} | g {last['g']:.2f} | "
-                    f"d {last['d']:.2f} | dur {last['dur']:.3f} | {rate:.2f} steps/s"
-                )
-                self.history.append({k: round(v, 5) for k, v in last.items()})
-            if self.step % c.validate_every == 0:
-                self.log(f"step {self.step}: validation mel L1 {self.validate():.4f}")
-            if self.step % c.checkpoint_every == 0:
-                self.save_checkpoint()
-                self.export()
-            if (
-                c.max_minutes is not None
-                and time.monotonic() - start > 60 * c.max_minutes
-                and self.step < target
-            ):
-                minutes = (time.monotonic() - start) / 60
-                stopped = "time limit"
-                self.log(f"stopped after {minutes:.1f} min (time limit) at step {self.step} of {c.steps}")
-                break
-        validation = self.validate() if self.validation else math.nan
-        self.save_checkpoint()
-        self.export()
+        scalars = ScalarLog(self.out, self.step, tensorboard=c.tensorboard) if place.is_main else None
+        if scalars is not None and scalars.missing:
+            self.log(
+                "tensorboard is not installed: scalars go to metrics.jsonl only (pip install tensorboard)"
+            )
+        try:
+            while self.step < target:
+                lr = self._lr()
+                stats = self._step()
+                now = time.monotonic()
+                over_time = self.step < target and self._over_time(start)
+                by_steps = bool(c.log_every) and self.step % c.log_every == 0
+                by_time = c.log_every_seconds is not None and now - window[0] >= c.log_every_seconds
+                edge = self.step in (start_step + 1, target) or over_time
+                if place.is_main and (by_steps or by_time or edge):
+                    last = {"step": self.step, "lr": lr, **dict(zip(STATS, stats.tolist(), strict=True))}
+                    rate = (self.step - window[1]) / max(now - window[0], 1e-9)
+                    window = (now, self.step)
+                    self.log(
+                        f"step {self.step}/{c.steps} | mel {last['mel']:.3f} | g {last['g']:.2f} | "
+                        f"d {last['d']:.2f} | dur {last['dur']:.3f} | {rate:.2f} steps/s"
+                    )
+                    self.history.append({k: round(v, 5) for k, v in last.items()})
+                    row = {k: last[k] for k in ("lr", *STATS)}
+                    scalars.write(
+                        self.step, "train", {**row, "steps_per_second": rate, "seconds": now - start}
+                    )
+                if self.step % c.validate_every == 0:
+                    self._validate(scalars)
+                if self.step % c.checkpoint_every == 0:
+                    self._checkpoint(scalars)
+                if over_time:
+                    minutes = (time.monotonic() - start) / 60
+                    stopped = "time limit"
+                    self.log(f"stopped after {minutes:.1f} min (time limit) at step {self.step} of {c.steps}")
+                    break
+            validation = self._validate(scalars) if self.validation else math.nan
+            self._checkpoint(scalars)
+        finally:
+            if scalars is not None:
+                scalars.close()
         return {
             "step": self.step,
             "validation_mel_l1": validation,
@@ -372,3 +465,47 @@ class VocoderTrainer:
             "stopped": stopped,  # "steps" (reached its step count) or "time limit" (max_minutes)
             **last,
         }
+
+    def _over_time(self, start: float) -> bool:
+        """Past ``max_minutes``? Agreed by every process (every ``TIME_CHECK`` steps under torchrun)."""
+        limit = self.config.max_minutes
+        if limit is None or (self.place.world > 1 and self.step % TIME_CHECK):
+            return False
+        over = time.monotonic() - start > 60 * limit
+        if self.place.world > 1:
+            flag = all_sum(torch.tensor(float(over), device=self.place.device), self.place)
+            over = bool(flag > 0)
+        return over
+
+    def _validate(self, scalars: ScalarLog | None) -> float:
+        """Validation on rank 0 (``nan`` on the others), then every process goes on together."""
+        value = math.nan
+        if self.place.is_main:
+            value = self.validate()
+            self.log(f"step {self.step}: validation mel L1 {value:.4f}")
+            if scalars is not None:
+                scalars.write(self.step, "validation", {"mel_l1": value})
+        barrier(self.place)
+        return value
+
+    def _checkpoint(self, scalars: ScalarLog | None) -> None:
+        """Checkpoint and export on rank 0, then every process goes on together."""
+        if self.place.is_main:
+            self.save_checkpoint()
+            self.export()
+            if scalars is not None:
+                scalars.flush()
+        barrier(self.place)
+
+
+#: steps between the processes' agreement on the time limit (a collective; every step would cost a sync)
+TIME_CHECK = 10
+
+
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().cpu().contiguous()
+
+
+def _describe(placement: dict[str, Any]) -> str:
+    world, device, precision = placement["world_size"], placement["device_type"], placement["precision"]
+    return f"{world} process(es) on {device} in {precision}"
