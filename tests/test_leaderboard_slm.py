@@ -105,6 +105,8 @@ def test_slm_page_has_a_profile_and_a_row_per_tokenizer(slm):
     pnmi = {t: float(c[keys.index("pnmi")]) for t, c in table.items()}
     assert pnmi[TEXT_CEILING] == 1.0 and all(0 < v < 1 for t, v in pnmi.items() if t != TEXT_CEILING)
     assert "not ZeroSpeech scores" in page and 'id="resynthesis"' not in page
+    data = json.loads(page.split('id="slm-data">')[1].split("</script>")[0])
+    assert data == summary["aggregates"] and 'id="results-data"' not in page
 
 
 def test_merged_page_shows_resynthesis_beside_the_profile(slm, tmp_path):

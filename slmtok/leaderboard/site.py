@@ -250,7 +250,8 @@ def render_html(
     slm: dict[str, Any] | None = None,
 ) -> str:
     """The whole page as one HTML string: a resynthesis bench's ``summary`` (its ``rows`` and results
-    ``folder`` for the audio), and/or the SLM suite's summary ``slm`` (``summary`` may be the SLM one)."""
+    ``folder`` for the audio), and/or the SLM suite's summary ``slm`` (``summary`` may be the SLM one).
+    Their aggregates are embedded as JSON: ``#results-data`` (the bench's) and ``#slm-data``."""
     if summary is not None and suite_of(summary) == SUITE_SLM:
         summary, slm = None, summary
     head = [
@@ -262,17 +263,15 @@ def render_html(
     if slm is not None:
         heading = ['<h2 id="resynthesis">Resynthesis</h2>'] if body else []
         body = _slm_html(slm, summary) + heading + body
-    data = json.dumps(
-        {"aggregates": (summary or {}).get("aggregates", []), "slm": (slm or {}).get("aggregates", [])}
-    ).replace("</", "<\\/")
-    return "".join(
-        head
-        + body
-        + [
-            f'<script type="application/json" id="results-data">{data}</script>',
-            f"<script>{JS}</script></body></html>",
-        ]
-    )
+    data = [("results-data", summary), ("slm-data", slm)]
+    scripts = [
+        f'<script type="application/json" id="{name}">'
+        + json.dumps(value.get("aggregates", [])).replace("</", "<\\/")
+        + "</script>"
+        for name, value in data
+        if value is not None
+    ]
+    return "".join(head + body + scripts + [f"<script>{JS}</script></body></html>"])
 
 
 def _resynthesis_html(
