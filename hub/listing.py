@@ -107,19 +107,22 @@ class NeededFile:
 
 def _features_card(features: str) -> str:
     """The hub card a FEATURES registry name loads by default (``hubert-base`` -> ``hubert-base-ls960``,
-    ``mhubert-147`` -> ``mhubert-147-3rd-iter``): the loaders' own variant tables (transformers features,
-    then HuBERT); else the one ``features`` card named ``<name>-...``. ``SlmtokError`` when none."""
+    ``mhubert-147`` -> ``mhubert-147-3rd-iter``), without importing torch where the card's name says it: the
+    ``features`` card of that name, else the one named ``<name>-...``; else the loaders' own variant
+    tables (transformers features, then HuBERT). ``SlmtokError`` when none. (A test checks that the names
+    agree with the tables for every registered feature extractor.)"""
     from slmtok.errors import SlmtokError
+    from slmtok.hub.cards import list_cards
+
+    exact = [c for c in list_cards(features) if get_card(c).family == "features"]
+    named = exact or [c for c in list_cards(f"{features}-*") if get_card(c).family == "features"]
+    if len(named) == 1:
+        return named[0]
     from slmtok.tokenizers.features import hubert, transformers_features
 
     for variants in (transformers_features.VARIANTS, hubert.VARIANTS):
         if features in variants:
             return variants[features].card
-    from slmtok.hub.cards import list_cards
-
-    named = [c for c in list_cards(f"{features}-*") if get_card(c).family == "features"]
-    if len(named) == 1:
-        return named[0]
     raise SlmtokError(f"feature extractor {features!r} has no published checkpoint card")
 
 

@@ -129,3 +129,15 @@ def test_list_kind_without_a_match_is_one_line(capsys):
     assert cli(["list", "--kind", "vocoders", "nomatch"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("slmtok: error:") and "no vocoders match" in err[0]
+
+
+def test_features_cards_found_by_name_are_the_loaders_own():
+    """``needed_files`` finds a bundle's features card by name (no torch import for ``slmtok download``):
+    for every registered feature extractor it must be the card its loader fetches."""
+    from slmtok.tokenizers.features import hubert, transformers_features
+
+    tables = {**hubert.VARIANTS, **transformers_features.VARIANTS}
+    for name in FEATURES.names():
+        if name in tables:
+            assert listing._features_card(name) == tables[name].card, name
+    assert set(tables) <= set(FEATURES.names())
