@@ -139,3 +139,168 @@ def test_frame_labels_at_frame_centres():
     assert frame_labels(phones, 0, 50.0) == []
     with pytest.raises(ProbeError):
         frame_labels(phones, 3, 0.0)
+
+
+# ------------------------------------------------------------------------------ espeak-ng and lexicon
+
+espeak = pytest.importorskip("slmtok.probes.espeak")
+lexicon = pytest.importorskip("slmtok.probes.lexicon")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        eng = espeak.Engine()
+    except ProbeError as error:
+        pytest.skip(str(error))
+    yield eng
+    eng.close()
+
+
+def test_espeak_aligns_a_known_word(engine):
+    speech = engine.synthesize("[[D@]] [[k'at]].", "en-us", words=["the", "cat"], phonemes=True)
+    phones = speech.phones
+    assert [p[0] for p in phones] == ["SIL", "D", "@", "k", "a", "t", "SIL"]
+    assert phones[0][1] == 0.0 and abs(phones[-1][2] - speech.seconds) < 1e-9
+    assert all(a[2] == b[1] for a, b in zip(phones, phones[1:], strict=False))
+    assert [w for w, _, _ in speech.words] == ["the", "cat"]
+    (_, cat_start, cat_end) = speech.words[1]
+    assert cat_start == phones[3][1] and cat_end == phones[5][2]
+    # the vowel is voiced speech, the leading silence is quiet
+    vowel = speech.audio[int(phones[4][1] * 16000) : int(phones[4][2] * 16000)]
+    lead = speech.audio[: int(phones[0][2] * 16000)]
+    assert np.sqrt(np.mean(vowel**2)) > 20 * (np.sqrt(np.mean(lead**2)) + 1e-6)
+
+
+def test_espeak_same_request_same_samples_whatever_came_before(engine):
+    first = engine.raw("the big dog runs", "en-us+f3")[0]
+    engine.raw("something else entirely", "en+m7")
+    again = engine.raw("the big dog runs", "en-us+f3")[0]
+    assert np.array_equal(first, again)
+    with pytest.raises(ProbeError, match="no voice"):
+        engine.raw("a", "xx-nonexistent")
+
+
+def test_nonwords_are_legal_one_substitution_and_not_words():
+    from slmtok.probes import syntax
+
+    rng = np.random.default_rng(0)
+    made = 0
+    for word in syntax.content_words():
+        real = lexicon.pronounce(word)
+        fake = lexicon.make_nonword(real, rng)
+        if fake is None:
+            continue
+        made += 1
+        assert len(fake) == len(real) and not lexicon.is_word(fake) and lexicon.is_legal(fake)
+        changed = [k for k, (a, b) in enumerate(zip(real, fake, strict=True)) if a != b]
+        assert len(changed) == 1
+        a, b = real[changed[0]], fake[changed[0]]
+        assert lexicon._CLASS_OF[lexicon.base(a)] == lexicon._CLASS_OF[lexicon.base(b)]
+        assert a[len(lexicon.base(a)) :] == b[len(lexicon.base(b)) :]  # vowel stress kept
+    assert made > 0.9 * len(syntax.content_words())
+    assert lexicon.is_word(lexicon.pronounce("cat")) and not lexicon.is_legal(["NG", "AE1", "T"])
+    assert lexicon.to_espeak(["K", "AE1", "T"]) == "k'at"
+
+
+# ----------------------------------------------------------------------------------- the builder
+
+
+@pytest.fixture(scope="module")
+def small_probes(tmp_path_factory, engine):
+    from slmtok.cli.main import main
+
+    out = tmp_path_factory.mktemp("probes") / "PROBES"
+    assert main(["probes", "build", "-o", str(out), "--size", "small", "--seed", "3"]) == 0
+    return load_probes(out)
+
+
+def test_cli_small_build_is_well_formed(small_probes):
+    probes = small_probes
+    header = probes.header
+    assert header["label"] == "synthetic" and header["seed"] == 3 and header["espeak_ng"]
+    assert set(header["sets"]) == {
+        "train",
+        "valid",
+        "content",
+        "lexical",
+        "syntactic",
+        "acoustic",
+        "invariance",
+    }
+    heldout = {v["id"] for v in header["voices"] if v["split"] == "heldout"}
+    assert heldout and not heldout & {i.voice for i in probes.by_set("train") + probes.by_set("valid")}
+    for item in probes.items:
+        wav = probes.read_audio(item)
+        assert abs(len(wav) / 16000 - item.seconds) < 1e-6
+        assert item.phones[0][1] == 0.0 and abs(item.phones[-1][2] - item.seconds) < 1e-5
+        assert item.phone_string == " ".join(p[0] for p in item.phones if p[0] != "SIL")
+        if item.words is not None:
+            assert [w for w, _, _ in item.words] == item.text.split()
+    for good, bad in probes.pairs("lexical"):
+        assert good.voice == bad.voice and len(good.phone_string.split()) == len(bad.phone_string.split())
+        assert good.text in lexicon.cmu() and good.phone_string != bad.phone_string
+    for good, bad in probes.pairs("syntactic"):
+        assert good.voice == bad.voice and good.variant == bad.variant and good.text != bad.text
+        assert len(good.text.split()) == len(bad.text.split())
+    factors = set()
+    for good, bad in probes.pairs("acoustic"):
+        assert good.text == bad.text and good.variant == "consistent"
+        assert abs(good.seconds - bad.seconds) <= 0.05 * good.seconds
+        factors.add(bad.variant)
+    assert factors == {"changed:speaker", "changed:pitch", "changed:rate", "changed:background"}
+    for group in probes.groups().values():
+        by_variant = {i.variant: i for i in group}
+        assert set(by_variant) == {"clean", "noise", "pitch+2", "pitch-2", "speed0.9", "speed1.1", "voice"}
+        clean = by_variant["clean"]
+        assert by_variant["voice"].voice in heldout and by_variant["noise"].phones == clean.phones
+        assert abs(by_variant["speed0.9"].seconds - clean.seconds / 0.9) < 0.01
+        assert {i.text for i in group} == {clean.text}
+    # content: the same sentences in every voice
+    texts_by_voice: dict[str, set[str]] = {}
+    for item in probes.by_set("content"):
+        texts_by_voice.setdefault(item.voice, set()).add(item.text)
+    assert (
+        len(texts_by_voice) == len(header["voices"])
+        and len({frozenset(t) for t in texts_by_voice.values()}) == 1
+    )
+
+
+def test_cli_refuses_to_overwrite_without_force(small_probes, capsys):
+    from slmtok.cli.main import main
+
+    before = (small_probes.root / "items.jsonl").read_bytes()
+    assert main(["probes", "build", "-o", str(small_probes.root), "--size", "small"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"slmtok: error: {small_probes.root} exists and is not empty: use --force to replace it"]
+    assert (small_probes.root / "items.jsonl").read_bytes() == before
+    assert (
+        main(["probes", "build", "-o", str(small_probes.root), "--voices", "en-us", "--heldout-voices", ""])
+        == 1
+    )
+    assert "two voices" in capsys.readouterr().err
+
+
+def test_build_is_deterministic(tmp_path, engine):
+    from slmtok.probes.build import Size, build_probes
+
+    tiny = Size(
+        train_minutes=0.05,
+        valid_fraction=0.1,
+        content_per_voice=1,
+        lexical=2,
+        syntactic=2,
+        acoustic=4,
+        invariance=1,
+    )
+    voices = dict(voices=["en-us+f3"], heldout_voices=["en-us+m3"])
+    runs = [
+        build_probes(tmp_path / name, seed=seed, size=tiny, **voices)
+        for name, seed in (("a", 5), ("b", 5), ("c", 6))
+    ]
+    a, b, c = (sorted(p.rglob("*")) for p in runs)
+    assert [p.relative_to(runs[0]) for p in a] == [p.relative_to(runs[1]) for p in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.is_dir() or x.read_bytes() == y.read_bytes(), x.name
+    assert (runs[0] / "items.jsonl").read_bytes() != (runs[2] / "items.jsonl").read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left

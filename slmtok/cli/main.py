@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "slmtok.cli.text_commands",
     "slmtok.cli.stream_commands",
     "slmtok.cli.bpe_commands",
+    "slmtok.cli.probe_commands",
 )
 
 

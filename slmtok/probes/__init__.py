@@ -31,6 +31,7 @@ __all__ = [
     "ProbeError",
     "ProbeItem",
     "ProbeSet",
+    "build_probes",
     "fingerprint",
     "frame_labels",
     "items_jsonl_bytes",
