@@ -279,6 +279,12 @@ def test_cli_refuses_to_overwrite_without_force(small_probes, capsys):
         == 1
     )
     assert "two voices" in capsys.readouterr().err
+    new = small_probes.root.parent / "other"
+    assert main(["probes", "build", "-o", str(new), "--size", "small", "--voices", "en-us,zz-bogus"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "slmtok: error: espeak-ng has no voice 'zz-bogus' (see: espeak-ng --voices=en)"
+    ]
+    assert not new.exists() and not [p for p in new.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_build_is_deterministic(tmp_path, engine):

@@ -138,6 +138,8 @@ class _Builder:
         )
         item.validate(item_id)
         self.items.append(item)
+        if len(self.items) % 250 == 0:
+            self.progress(f"{len(self.items)} items")
         return item
 
     # -------------------------------------------------------------------------------------- sets

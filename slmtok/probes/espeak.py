@@ -106,7 +106,9 @@ class Engine:
         head, _, audio = payload.partition(b"\n")
         reply = json.loads(head)
         if "error" in reply:
-            raise ProbeError(f"{reply['error']} (text {text[:60]!r})")
+            raise ProbeError(
+                reply["error"] if reply.get("voice") else f"{reply['error']} (text {text[:60]!r})"
+            )
         samples = np.frombuffer(audio, dtype="<i2", count=int(reply["samples"]))
         return samples, [(int(k), int(at), str(name)) for k, at, name in reply["events"]]
 

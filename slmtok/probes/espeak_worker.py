@@ -74,9 +74,8 @@ def _speak(lib, request: dict) -> bytes:
     lib.espeak_SetSynthCallback(callback)
     ctypes.CDLL(None).srand(0)
     if lib.espeak_SetVoiceByName(str(request["voice"]).encode()) != 0:
-        return json.dumps(
-            {"error": f"espeak-ng has no voice {request['voice']!r} (see: espeak-ng --voices=en)"}
-        ).encode()
+        message = f"espeak-ng has no voice {request['voice']!r} (see: espeak-ng --voices=en)"
+        return json.dumps({"error": message, "voice": True}).encode()
     for parameter, value in (
         (_RATE, request["rate"]),
         (_VOLUME, 100),
