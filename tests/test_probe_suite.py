@@ -232,3 +232,13 @@ def test_lm_fitness_stage_with_a_tiny_recipe(probes, tmp_path):
     _, rows, _ = read_results(tmp_path / "r")
     lm_row = next(r for r in rows if r["tokenizer"] == "random-codes" and r["stage"] == "lm_fitness")
     assert lm_row["detail"]["headline"] == "mean" and lm_row["detail"]["lexical"]["sum"]["n_pairs"] == 3
+
+
+def test_cli_probes_run_takes_repeated_tokenizers(probes, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["probes", "run", str(probes), "-t", "mfcc-km", "-t", "random-codes", "-o", str(out), "--skip-lm",
+            "--no-text-ceiling", "--abx-triplets", "50", "--threads", "1", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    aggregates = json.loads(capsys.readouterr().out)
+    assert [a["tokenizer"] for a in aggregates] == ["mfcc-km", "random-codes"]
+    assert read_results(out)[0]["settings"]["abx_max_triplets"] == 50

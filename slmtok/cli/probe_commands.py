@@ -52,6 +52,10 @@ def register(subparsers: Any) -> None:
     b.add_argument("--json", action="store_true", help="print the folder's header as JSON")
     b.set_defaults(run=run_build)
 
+    from slmtok.cli.bench_commands import add_probes_run  # probes run: the SLM suite (B5)
+
+    add_probes_run(sub)
+
 
 def _voice_list(text: str) -> list[str]:
     voices = [v.strip() for v in text.split(",") if v.strip()]
