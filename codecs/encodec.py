@@ -29,6 +29,12 @@ its context: the LSTM state is rebuilt from 5 s of audio instead of the whole pa
 differ from a whole-input encode near a core start. 48 kHz segments are independent by design, so its
 chunked codes are exactly the whole-input codes.
 
+**Vocos.** ``vocoder="vocos"`` (24 kHz only) decodes the codes with Vocos (``charactr/vocos-encodec-24khz``,
+``slmtok.vocoders.vocos_encodec``) instead of EnCodec's decoder; ``vocoder=FOLDER`` loads a local copy in
+the published layout. Encoding and the codes are unchanged; the card hash covers the Vocos weights too,
+and tokens of the plain ``encodec-24khz`` (same EnCodec weights) decode with it. Vocos decodes 2 / 4 / 8
+/ 16 codebooks (1.5-12 kbps) and looks ahead, so this pairing does not stream.
+
 Checkpoints: ``checkpoint=`` a ``.th`` state dict as the publisher ships it (``encodec_24khz-d7cc33bc.th``);
 the architecture is read from the tensor shapes (``n_filters``, ``dimension``, codebooks, LSTM layers),
 so small stand-ins load too. Or a Hugging Face ``save_pretrained`` folder (``config.json`` +
@@ -43,7 +49,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,7 +59,7 @@ from slmtok.batching import pad_stack
 from slmtok.codecs import hf_format, ragged
 from slmtok.codecs.base import ChunkedCodec
 from slmtok.codecs.loading import CheckpointError, CodecSource, check_inited, fold_weight_norm, resolve_source
-from slmtok.errors import CodesError
+from slmtok.errors import CodesError, SlmtokError, TokenizerMismatchError
 from slmtok.tokenizer import content_hash
 from slmtok.types import TokenizerCard
 
@@ -133,6 +140,8 @@ class EncodecTokenizer(ChunkedCodec):
         card: the hub card to fetch weights from (default: the tokenizer's name).
         n_codebooks: default codebooks per frame (24 kHz: 8 = 6 kbps; 48 kHz: 8 = 12 kbps nominal).
         trust: admit numpy values in a checkpoint that no card has verified (code is never admitted).
+        vocoder: ``"vocos"`` (24 kHz): decode with Vocos from its hub card, or a local Vocos folder
+            (``config.yaml`` + ``pytorch_model.bin``); ``None``: EnCodec's own decoder.
     """
 
     chunk_frames = 60 * 75
@@ -150,10 +159,19 @@ class EncodecTokenizer(ChunkedCodec):
         card: Any = None,
         n_codebooks: int | None = None,
         trust: bool = False,
+        vocoder: str | os.PathLike | None = None,
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"EnCodec variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         name = f"encodec-{variant}"
+        if vocoder is not None and variant != "24khz":
+            raise SlmtokError(f"{name} has no vocoder option: Vocos decodes encodec-24khz codes only")
+        vocoder_option = None if vocoder is None else "vocos" if str(vocoder) == "vocos" else Path(vocoder)
+        if isinstance(vocoder_option, Path) and not vocoder_option.is_dir():
+            raise SlmtokError(
+                f"{name}: vocoder must be 'vocos' or a Vocos folder (config.yaml + pytorch_model.bin), "
+                f"got {str(vocoder)!r}"
+            )
         source: CodecSource | None = hf_format.resolve_hf(name, checkpoint=checkpoint, card=card, trust=trust)
         hf = source is not None
         if hf:  # a transformers ``save_pretrained`` folder: config.json + model.safetensors
@@ -164,7 +182,12 @@ class EncodecTokenizer(ChunkedCodec):
         else:
             source = resolve_source(name, checkpoint=checkpoint, card=card, trust=trust)
             state = source.load_state_dict()
-        super().__init__(device=device, load_options=source.options)
+        options = dict(source.options)
+        if vocoder_option is not None:
+            options["vocoder"] = str(
+                vocoder_option if vocoder_option == "vocos" else vocoder_option.resolve()
+            )
+        super().__init__(device=device, load_options=options)
         try:
             arch = infer_architecture(state)
             model = build_model(variant, arch)
@@ -180,7 +203,16 @@ class EncodecTokenizer(ChunkedCodec):
         fold_weight_norm(model)
         self.model = model.to(self.device)
         self.variant = VARIANTS[variant]
-        self.causal, self.lookahead = self.variant.causal, 0  # 24 kHz streams (``tok.streaming()``)
+        self.vocoder = None
+        if vocoder_option is not None:  # Vocos instead of EnCodec's decoder, checked against its codebooks
+            from slmtok.vocoders.vocos_encodec import load_vocos_encodec
+
+            self.vocoder = load_vocos_encodec(
+                None if vocoder_option == "vocos" else vocoder_option, device=self.device
+            )
+            self.vocoder.bind(model, source.label)
+        # 24 kHz streams (``tok.streaming()``), but not with Vocos: its decoder looks ahead
+        self.causal, self.lookahead = self.variant.causal and self.vocoder is None, 0
         self.hop = int(math.prod(model.encoder.ratios))
         if self.variant.segment is not None:
             self.segment_length = int(self.variant.segment * self.variant.sample_rate)
@@ -201,6 +233,14 @@ class EncodecTokenizer(ChunkedCodec):
             if variant == "24khz"
             else "EnCodec 48 kHz, stereo RVQ codec on 1 s segments (3-24 kbps)"
         )
+        #: the hash of the codes' meaning (EnCodec weights alone): tokens carrying it decode here too
+        self.codec_hash = content_hash({"tokenizer": name, **arch}, state)
+        card_hash = self.codec_hash
+        if self.vocoder is not None:
+            description += ", decoded by Vocos (1.5-12 kbps)"
+            card_hash = content_hash(
+                {"codec": self.codec_hash, "vocoder": "vocos-encodec"}, self.vocoder.state_tensors()
+            )
         self.card = TokenizerCard(
             name=name,
             kind="acoustic",
@@ -212,8 +252,32 @@ class EncodecTokenizer(ChunkedCodec):
             license=source.license or "MIT",
             source=source.url or "https://github.com/facebookresearch/encodec",
             description=description,
-            hash=content_hash({"tokenizer": name, **arch}, state),
+            hash=card_hash,
         )
+
+    def check_tokens(self, tokens) -> None:
+        """As ``Tokenizer.check_tokens``; with Vocos, tokens of the plain tokenizer (the same EnCodec
+        weights, ``codec_hash``) are accepted: the codes are the same."""
+        ref = tokens.tokenizer
+        if self.vocoder is not None and ref.name == self.card.name and ref.hash == self.codec_hash:
+            tokens = replace(tokens, tokenizer=replace(ref, hash=self.card.hash))
+        elif self.vocoder is None and ref.name == self.card.name and ref.options.get("vocoder"):
+            raise TokenizerMismatchError(
+                f"these tokens were made by {ref.name!r} with vocoder={ref.options['vocoder']!r}; decode them "
+                "with that vocoder (slmtok.load_for(tokens) does)"
+            )
+        super().check_tokens(tokens)
+
+    def streaming(self, batch_size: int = 1, **options):
+        """``Tokenizer.streaming``; refused with Vocos, whose decoder looks ahead."""
+        if self.vocoder is not None:
+            from slmtok.codecs.streaming import StreamingError
+
+            raise StreamingError(
+                f"{self.card.name!r} with vocoder=vocos cannot stream: Vocos's decoder looks ahead (its "
+                "convolutions and overlap-add see later frames); stream with EnCodec's own decoder"
+            )
+        return super().streaming(batch_size, **options)
 
     # -------------------------------------------------------------------------------- 24 kHz pieces
     def encode_pieces(self, wav, lengths, n_codebooks):
@@ -222,6 +286,8 @@ class EncodecTokenizer(ChunkedCodec):
         return codes.transpose(0, 1), frames
 
     def decode_pieces(self, codes, lengths):
+        if self.vocoder is not None:  # each item alone at its own length
+            return self.vocoder(codes, lengths)
         emb = self.model.quantizer.decode(codes.transpose(0, 1))
         return ragged.run(self.model.decoder, emb, lengths)
 
@@ -323,6 +389,8 @@ class EncodecTokenizer(ChunkedCodec):
         return layouts
 
     def _decode(self, codes, lengths, extras):
+        if self.vocoder is not None:
+            self.vocoder.bandwidth_id(codes.shape[1])  # a codebook count Vocos has no bandwidth for: one line
         if self.variant.segment is None:
             return super()._decode(codes, lengths, extras)
         from encodec.utils import _linear_overlap_add

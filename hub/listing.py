@@ -198,6 +198,7 @@ MODULE_PACKAGE = {
     "slmtok.tokenizers.features.transformers_features": "transformers",
     "slmtok.tokenizers.features.hubert": "torchaudio",
     "slmtok.vocoders.vocos": "vocos",
+    "slmtok.vocoders.vocos_encodec": "vocos",
 }
 
 

@@ -55,6 +55,8 @@ FILE_OPTIONS: dict[str, Callable[[Any], bool]] = {
     "noise_seed": _int_in(0, 2**63 - 1),
     "sample_rate": _int_in(1000, 384_000),
 }
+#: vocoders a token file may name (a published decoder chosen by name: encodec-24khz's ``vocoder="vocos"``)
+FILE_VOCODERS = ("vocos",)
 
 
 # ------------------------------------------------------------------------------------------ digests
@@ -207,8 +209,8 @@ def ref_from_dict(data: Any) -> TokenizerRef:
 
 # ------------------------------------------------------------------------------------------ decode side
 def safe_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The allow-listed options of a ref (``FILE_OPTIONS``, and ``card`` when it names a hub card);
-    ``TokenFileError`` for an allow-listed option of the wrong type or range; others are dropped."""
+    """The allow-listed options of a ref (``FILE_OPTIONS``, ``card`` when it names a hub card, ``vocoder``
+    when ``FILE_VOCODERS`` names it); ``TokenFileError`` for an allow-listed option of the wrong type or range; others are dropped."""
     out: dict[str, Any] = {}
     for key, value in options.items():
         check = FILE_OPTIONS.get(key)
@@ -219,6 +221,8 @@ def safe_options(options: dict[str, Any]) -> dict[str, Any]:
     card = options.get("card")
     if isinstance(card, str) and _is_card_name(card):
         out["card"] = card
+    if options.get("vocoder") in FILE_VOCODERS:
+        out["vocoder"] = options["vocoder"]
     return out
 
 
@@ -302,7 +306,7 @@ def _unrecorded(ref: TokenizerRef, given: list[Path]) -> dict[str, Any]:
         for k in PATH_OPTIONS
         if k in ref.options
         and not (k == "card" and isinstance(ref.options[k], str) and _is_card_name(ref.options[k]))
-        and not (k == "vocoder" and ref.options[k] == "none")
+        and not (k == "vocoder" and ref.options[k] in ("none", *FILE_VOCODERS))
     ]
     if not given:
         if named:

@@ -30,3 +30,10 @@ def register_builtins() -> None:
         description="Vocos mel vocoder (pip vocos; charactr/vocos-mel-24khz config.yaml + pytorch_model.bin)",
         origin="builtin",
     )
+    VOCODERS.register(
+        "vocos-encodec",
+        "slmtok.vocoders.vocos_encodec:load_vocos_encodec",
+        description="Vocos decoder of EnCodec 24 kHz codes (charactr/vocos-encodec-24khz); "
+        "slmtok.load('encodec-24khz', vocoder='vocos')",
+        origin="builtin",
+    )

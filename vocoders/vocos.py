@@ -7,9 +7,8 @@ A checkpoint is the folder the vocos authors publish (``charactr/vocos-mel-24khz
 read by ``slmtok.hub.safe_load.load_torch_checkpoint`` (torch's restricted unpickler, like every
 checkpoint slmtok reads). The model is ``vocos.Vocos`` built from those classes.
 
-Not here: Vocos's EnCodec-token decoder (``charactr/vocos-encodec-24khz``): vocos 0.1.0's
-``EncodecFeatures`` builds ``EncodecModel.encodec_model_24khz(pretrained=True)`` in its constructor,
-which downloads EnCodec's weights, so it cannot be built offline.
+Vocos's EnCodec-token decoder (``charactr/vocos-encodec-24khz``) is ``slmtok.vocoders.vocos_encodec``,
+used as ``slmtok.load("encodec-24khz", vocoder="vocos")``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,9 @@ def _build(init: Any, part: str, config: Path):
     if not init["class_path"].startswith("vocos.") or init["class_path"].count(".") < 2:
         raise SlmtokError(f"{config}: {part} class_path {init['class_path']!r} is not a class of vocos")
     if part == "feature_extractor" and init["class_path"].endswith("EncodecFeatures"):
-        raise SlmtokError(f"{config}: the EnCodec-feature Vocos is not supported here (mel only)")
+        raise SlmtokError(
+            f"{config}: an EnCodec-token Vocos; load it with slmtok.load('encodec-24khz', vocoder=FOLDER)"
+        )
     try:
         return instantiate_class(args=(), init=init)
     except (AttributeError, ImportError, TypeError, ValueError) as error:
