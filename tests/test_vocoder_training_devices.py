@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from slmtok.errors import SlmtokError
+from slmtok.vocoders.training import losses
 from slmtok.vocoders.training.data import UnitCorpus, draw_batch
 from slmtok.vocoders.training.distributed import Placement, resolve_device
 from slmtok.vocoders.training.trainer import TrainConfig, VocoderTrainer, vocoder_config
@@ -57,6 +58,10 @@ def test_bf16_autocasts_the_networks_and_keeps_fp32_weights(corpus, tmp_path):
     assert dtypes == {torch.float32}
     moments = {v.dtype for s in trainer.opt_g.state.values() for v in s.values() if v.dim()}
     assert moments == {torch.float32}
+    half = [torch.full((2, 3), 0.3, dtype=torch.bfloat16)]
+    assert losses.discriminator_loss(half, half).dtype == torch.float32
+    assert losses.generator_loss(half).dtype == torch.float32
+    assert losses.feature_matching_loss([half], [half]).dtype == torch.float32
 
 
 def test_devices_resolve_or_say_why(monkeypatch):
