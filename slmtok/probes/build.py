@@ -448,7 +448,7 @@ def build_probes(
                 "dropped": dict(sorted(builder.dropped.items())),
                 "seconds": {
                     name: round(sum(i.seconds for i in items if i.set == name), 3)
-                    for name in header_sets(items)
+                    for name in _present_sets(items)
                 },
             },
         )
@@ -462,7 +462,7 @@ def build_probes(
     return out
 
 
-def header_sets(items: Sequence[ProbeItem]) -> list[str]:
+def _present_sets(items: Sequence[ProbeItem]) -> list[str]:
     """The set names present in ``items``, in schema order."""
     from slmtok.probes.schema import SETS
 
