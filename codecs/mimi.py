@@ -41,6 +41,7 @@ import torch
 
 from slmtok.codecs.base import SampleTrimmedCodec
 from slmtok.codecs.loading import CheckpointError
+from slmtok.codecs.mimi_streaming import carried_refusal
 from slmtok.codecs.transformers_codec import load_pretrained, read_config, resolve_folder, stack_padded
 from slmtok.errors import CodesError
 from slmtok.tokenizer import content_hash
@@ -116,8 +117,10 @@ class MimiTokenizer(SampleTrimmedCodec):
         window = int(cfg.sliding_window or cfg.max_position_embeddings)
         context = math.ceil(int(cfg.num_hidden_layers) * window / max(1, int(cfg.latent_stride))) + 4
         self.encode_context = self.decode_context = context
-        # causal convolutions + causal attention: streams (``tok.streaming()``), no lookahead
+        # causal convolutions + causal attention: streams (``tok.streaming()``), no lookahead; with the
+        # model's carried state (``slmtok.codecs.mimi_streaming``) where the configuration allows it
         self.causal, self.lookahead = bool(getattr(cfg, "use_causal_conv", False)), 0
+        self.carried_stream_refusal = carried_refusal(cfg)
 
         k = min(self.default_codebooks, max_k) if n_codebooks is None else int(n_codebooks)
         self._check_count(k, max_k, name)
@@ -150,6 +153,13 @@ class MimiTokenizer(SampleTrimmedCodec):
         k = super()._check_n_codebooks(n_codebooks)
         self._check_count(k, self.card.max_codebooks, self.card.name)
         return k
+
+    def open_carried_stream(self, batch_size: int = 1, *, n_codebooks=None, max_seconds=None):
+        """Encoder/decoder pair carrying the model's state (``slmtok.codecs.mimi_streaming``); built by
+        ``tok.streaming()``, which checks ``carried_stream_refusal`` first."""
+        from slmtok.codecs.mimi_streaming import open_carried_stream
+
+        return open_carried_stream(self, batch_size, n_codebooks=n_codebooks, max_seconds=max_seconds)
 
     def frames_for(self, n_samples: int) -> int:
         """Frames transformers gives for ``n_samples`` samples (``get_encoded_length``: ``ceil(n / 1920)``)."""

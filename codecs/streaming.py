@@ -4,22 +4,23 @@ A causal tokenizer's frame ``t`` depends only on the input samples ``[0, (t + 1)
 (``hop = sample_rate / frame_rate``; ``lookahead`` samples, 0 for Mimi and EnCodec 24 kHz). So a frame is
 *final* once that much input has arrived, and its codes are then the codes the whole input will give it.
 
-**Strategy: recompute from the start (exact).** ``StreamingEncoder`` keeps every sample pushed so far
-(at the tokenizer's rate); whenever a push makes new frames final it encodes the prefix of whole final
-frames with the tokenizer's own ``encode`` and emits the frames it had not emitted yet. ``flush`` encodes
-the whole input (its last, partial frame included) and emits the rest. Mimi's transformers and
-EnCodec's LSTMs see the whole past, so a bounded window would not give the whole-input codes; a prefix
-encode does, because the models are causal. ``StreamingDecoder`` does the same with codes: it decodes
-all codes received so far and emits the samples it had not emitted (a causal decoder's samples of frame
-``t`` depend on frames ``<= t`` only), equal to a whole decode within floating-point rounding.
+Two engines, chosen with ``tok.streaming(engine=...)``:
 
-**Cost.** Each push that completes frames re-encodes (and each decoder push re-decodes) everything so
-far. Pushing ``S`` seconds in chunks of ``c`` seconds runs about ``S / c`` encodes of ``S / 2`` seconds on
-average: ``S^2 / (2 c)`` seconds of audio through the model, O(S^2) (80 ms chunks: ``6.25 S^2``, i.e.
-a 60 s stream costs as much as encoding 6.3 hours of audio at once). Streams are therefore bounded by
-``max_seconds`` (default 60 s); a push past it is refused with one line (``StreamingError``), and
-nothing pushed before is lost. This is exact and meant for interactive use, checks and tests; it is not
-a constant-cost streaming engine (that needs the models' carried state, e.g. transformers' Mimi caches).
+- ``"carried"`` (Mimi, ``slmtok.codecs.mimi_streaming``): the model's own carried state (transformers'
+  convolution padding cache and sliding-window key/value caches) advances frame by frame, so every chunk
+  costs the same however long the stream has run, and the state stops growing once the attention
+  window is full. No bound on the stream's length.
+- ``"recompute"`` (every causal tokenizer): ``StreamingEncoder`` keeps every sample pushed so far; when a
+  push makes new frames final it encodes the prefix of whole final frames with the tokenizer's own
+  ``encode`` and emits the frames it had not emitted yet; ``flush`` encodes the whole input (its last,
+  partial frame included). ``StreamingDecoder`` decodes all codes received so far and emits the samples
+  it had not emitted (a causal decoder's samples of frame ``t`` depend on frames ``<= t`` only).
+  Exact, but each push re-encodes (and re-decodes) everything so far: ``S`` seconds in chunks of ``c``
+  seconds cost ``S^2 / (2 c)`` seconds of audio through the model, O(S^2) (80 ms chunks: a 60 s stream
+  costs as much as encoding 6.3 hours at once). Streams are bounded by ``max_seconds`` (default 60 s);
+  a push past it is refused with one line (``StreamingError``), and nothing pushed before is lost.
+
+``"auto"`` (the default) takes the carried engine where the tokenizer has one, else recompute.
 
 Chunks are pushed at the tokenizer's own sample rate (resampling chunk by chunk would not equal
 resampling the whole file); channels are down-mixed and integer PCM converted as ``encode`` does.
@@ -37,8 +38,10 @@ from slmtok.audio import prepare
 from slmtok.errors import SlmtokError
 from slmtok.types import PAD_CODE, Audio, Tokens
 
-#: default bound on one stream (seconds of audio), see the module's "Cost" note
+#: default bound on one stream of the recompute engine (seconds of audio), see the module docstring
 MAX_STREAM_SECONDS = 60.0
+#: the engines ``tok.streaming(engine=...)`` takes
+ENGINES = ("auto", "carried", "recompute")
 
 
 class StreamingError(SlmtokError, ValueError):
@@ -65,14 +68,64 @@ def slice_frames(tokens: Tokens, start: int, stop: int) -> Tokens:
     return replace(tokens, codes=tokens.codes[..., start:stop], lengths=lengths, extras=extras, input=None)
 
 
-class StreamingEncoder:
-    """Audio chunks in, final frames out. Build with ``tok.streaming(...)``.
+class EncoderBase:
+    """What every streaming encoder shares: the chunk checks and conversion, ``flush``-closes, empty
+    outputs. ``push(chunk)``: ``chunk`` ``[T]``, ``[C, T]`` or ``[B, C, T]`` (``B = batch_size``; any
+    ``T >= 0``, shorter than a frame too) at ``tok.card.sample_rate`` Hz -> ``Tokens`` ``[B, K, F]`` of the
+    ``F >= 0`` frames that became final. ``flush()`` -> the remaining frames (the last, partial one
+    included); the stream is then closed. Concatenated in time, the outputs equal ``tok.encode(whole
+    input)``."""
 
-    ``push(chunk)``: ``chunk`` ``[T]``, ``[C, T]`` or ``[B, C, T]`` (``B = batch_size``; any ``T >= 0``,
-    shorter than a frame too) at ``tok.card.sample_rate`` Hz -> ``Tokens`` ``[B, K, F]`` of the ``F >= 0``
-    frames that became final. ``flush()`` -> the remaining frames (the last, partial one included); the
-    stream is then closed. Concatenated in time, the outputs equal ``tok.encode(whole input)`` exactly.
-    """
+    #: ``"carried"`` or ``"recompute"``: what ``tok.streaming(engine="auto")`` chose
+    engine: str = ""
+
+    def __init__(self, tok, batch_size: int = 1, *, n_codebooks: int | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise StreamingError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.tok = tok
+        self.batch_size = batch_size
+        self.n_codebooks = tok._check_n_codebooks(n_codebooks)
+        self.hop = frame_hop(tok.card)
+        self._closed = False
+        self._ref = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamingError("this stream was flushed; start a new one with tok.streaming()")
+
+    def _convert(self, chunk) -> torch.Tensor:
+        """``chunk`` -> float ``[B, C, T]`` on the CPU at the card's rate, or ``StreamingError``."""
+        card = self.tok.card
+        x = torch.as_tensor(chunk) if isinstance(chunk, np.ndarray) else chunk
+        if not isinstance(x, torch.Tensor):
+            raise StreamingError(f"a chunk must be a tensor or numpy array, got {type(chunk).__name__}")
+        if x.ndim not in (1, 2, 3):
+            raise StreamingError(f"a chunk must be [T], [C, T] or [B, C, T], got shape {list(x.shape)}")
+        batch = x.shape[0] if x.ndim == 3 else 1
+        if batch != self.batch_size:
+            raise StreamingError(f"this stream holds {self.batch_size} item(s); the chunk has {batch}")
+        if x.shape[-1] == 0:
+            return torch.zeros(self.batch_size, card.channels, 0)
+        audio = prepare(
+            x, card.sample_rate, None, target_rate=card.sample_rate, target_channels=card.channels
+        )
+        return audio.wav.float().cpu()
+
+    def _empty(self) -> Tokens:
+        codes = torch.full((self.batch_size, self.n_codebooks, 0), PAD_CODE, dtype=torch.long)
+        return Tokens(
+            codes=codes,
+            lengths=torch.zeros(self.batch_size, dtype=torch.long),
+            frame_rate=self.tok.card.frame_rate,
+            tokenizer=self._ref or self.tok.ref,
+        )
+
+
+class StreamingEncoder(EncoderBase):
+    """The recompute engine's encoder (see the module docstring; the ``EncoderBase`` contract), bounded
+    by ``max_seconds`` of input. Build with ``tok.streaming(engine="recompute")``."""
+
+    engine = "recompute"
 
     def __init__(
         self,
@@ -82,21 +135,14 @@ class StreamingEncoder:
         n_codebooks: int | None = None,
         max_seconds: float = MAX_STREAM_SECONDS,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise StreamingError(f"batch_size must be a positive integer, got {batch_size!r}")
+        super().__init__(tok, batch_size, n_codebooks=n_codebooks)
         if not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
             raise StreamingError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
-        self.tok = tok
-        self.batch_size = batch_size
-        self.n_codebooks = tok._check_n_codebooks(n_codebooks)
-        self.hop = frame_hop(tok.card)
         self.lookahead = int(getattr(tok, "lookahead", 0))
         self.max_samples = int(max_seconds * tok.card.sample_rate)
         self.max_seconds = float(max_seconds)
         self._buffer = torch.zeros(batch_size, tok.card.channels, 0)  # [B, C, n] at the card's rate
         self._emitted = 0
-        self._closed = False
-        self._ref = None
 
     @property
     def samples(self) -> int:
@@ -128,28 +174,6 @@ class StreamingEncoder:
         tokens = self._encode(self._buffer)
         return self._emit(tokens, tokens.codes.shape[-1])
 
-    # -------------------------------------------------------------------------------- internals
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StreamingError("this stream was flushed; start a new one with tok.streaming()")
-
-    def _convert(self, chunk) -> torch.Tensor:
-        card = self.tok.card
-        x = torch.as_tensor(chunk) if isinstance(chunk, np.ndarray) else chunk
-        if not isinstance(x, torch.Tensor):
-            raise StreamingError(f"a chunk must be a tensor or numpy array, got {type(chunk).__name__}")
-        if x.ndim not in (1, 2, 3):
-            raise StreamingError(f"a chunk must be [T], [C, T] or [B, C, T], got shape {list(x.shape)}")
-        batch = x.shape[0] if x.ndim == 3 else 1
-        if batch != self.batch_size:
-            raise StreamingError(f"this stream holds {self.batch_size} item(s); the chunk has {batch}")
-        if x.shape[-1] == 0:
-            return torch.zeros(self.batch_size, card.channels, 0)
-        audio = prepare(
-            x, card.sample_rate, None, target_rate=card.sample_rate, target_channels=card.channels
-        )
-        return audio.wav.float().cpu()
-
     def _encode(self, wav: torch.Tensor) -> Tokens:
         tokens = self.tok.encode(wav, self.tok.card.sample_rate, n_codebooks=self.n_codebooks)
         self._ref = tokens.tokenizer
@@ -164,36 +188,21 @@ class StreamingEncoder:
         self._emitted = max(self._emitted, final)
         return out
 
-    def _empty(self) -> Tokens:
-        codes = torch.full((self.batch_size, self.n_codebooks, 0), PAD_CODE, dtype=torch.long)
-        return Tokens(
-            codes=codes,
-            lengths=torch.zeros(self.batch_size, dtype=torch.long),
-            frame_rate=self.tok.card.frame_rate,
-            tokenizer=self._ref or self.tok.ref,
-        )
 
+class DecoderBase:
+    """What every streaming decoder shares. ``push(tokens)``: ``Tokens`` ``[B, K, F]`` from this tokenizer
+    (every item ``F`` frames, ``F >= 0``, as the encoders emit them) -> ``Audio`` ``[B, C, S]`` of the new
+    samples at the card's rate. ``flush()`` -> what is left (nothing for a causal decoder) and closes the
+    stream. Concatenated, the outputs equal ``tok.decode(all tokens)`` within floating-point rounding."""
 
-class StreamingDecoder:
-    """Frames in, audio out. Build with ``tok.streaming(...)``.
-
-    ``push(tokens)``: ``Tokens`` ``[B, K, F]`` from this tokenizer (every item ``F`` frames, ``F >= 0``,
-    as ``StreamingEncoder`` emits them) -> ``Audio`` ``[B, C, S]`` of the new samples at the card's rate.
-    ``flush()`` -> what is left (nothing for a causal decoder) and closes the stream. Concatenated, the
-    outputs equal ``tok.decode(all tokens)`` within floating-point rounding.
-    """
-
-    def __init__(self, tok, batch_size: int = 1, *, max_seconds: float = MAX_STREAM_SECONDS) -> None:
+    def __init__(self, tok, batch_size: int = 1) -> None:
         self.tok = tok
         self.batch_size = batch_size
-        self.max_seconds = float(max_seconds)
-        self._pieces: list[Tokens] = []
-        self._frames = 0
-        self._emitted = 0
+        self._codebooks: int | None = None
         self._closed = False
 
-    def push(self, tokens: Tokens) -> Audio:
-        """Add ``tokens`` (checked as ``decode`` checks them) and return the samples they completed."""
+    def _check_push(self, tokens: Tokens) -> int:
+        """Check ``tokens`` as ``decode`` does (and against the stream); return their frame count."""
         if self._closed:
             raise StreamingError("this stream was flushed; start a new one with tok.streaming()")
         if not isinstance(tokens, Tokens):
@@ -208,28 +217,52 @@ class StreamingDecoder:
                 f"streamed tokens must give every item all {width} frames, got {tokens.lengths.tolist()}"
             )
         if width == 0:
-            return self._audio(torch.zeros(self.batch_size, self.tok.card.channels, 0))
+            return 0
         self.tok.check_tokens(tokens)
-        if self._pieces and tokens.n_codebooks != self._pieces[0].n_codebooks:
+        if self._codebooks is not None and tokens.n_codebooks != self._codebooks:
             raise StreamingError(
-                f"this stream has {self._pieces[0].n_codebooks} codebooks; the tokens have {tokens.n_codebooks}"
+                f"this stream has {self._codebooks} codebooks; the tokens have {tokens.n_codebooks}"
             )
+        return width
+
+    def flush(self) -> Audio:
+        """Close the stream; a causal decoder has emitted everything already (empty ``Audio``)."""
+        self._closed = True
+        return self._audio(torch.zeros(self.batch_size, self.tok.card.channels, 0))
+
+    def _audio(self, wav: torch.Tensor) -> Audio:
+        lengths = torch.full((self.batch_size,), wav.shape[-1], dtype=torch.long)
+        return Audio(wav, lengths, self.tok.card.sample_rate)
+
+
+class StreamingDecoder(DecoderBase):
+    """The recompute engine's decoder (the ``DecoderBase`` contract): every push decodes all the codes so
+    far, bounded by ``max_seconds`` of decoded audio. Build with ``tok.streaming(engine="recompute")``."""
+
+    def __init__(self, tok, batch_size: int = 1, *, max_seconds: float = MAX_STREAM_SECONDS) -> None:
+        super().__init__(tok, batch_size)
+        self.max_seconds = float(max_seconds)
+        self._pieces: list[Tokens] = []
+        self._frames = 0
+        self._emitted = 0
+
+    def push(self, tokens: Tokens) -> Audio:
+        """Add ``tokens`` (checked as ``decode`` checks them) and return the samples they completed."""
+        width = self._check_push(tokens)
+        if width == 0:
+            return self._audio(torch.zeros(self.batch_size, self.tok.card.channels, 0))
         if (self._frames + width) / self.tok.card.frame_rate > self.max_seconds:
             raise StreamingError(
                 f"stream would decode more than max_seconds={self.max_seconds:g} s "
                 "(streaming re-decodes from the start; raise max_seconds)"
             )
+        self._codebooks = tokens.n_codebooks
         self._pieces.append(tokens)
         self._frames += width
         audio = self.tok.decode(self._joined())
         new = audio.wav[..., self._emitted : int(audio.lengths.min())]
         self._emitted += new.shape[-1]
         return self._audio(new)
-
-    def flush(self) -> Audio:
-        """Close the stream; a causal decoder has emitted everything already (empty ``Audio``)."""
-        self._closed = True
-        return self._audio(torch.zeros(self.batch_size, self.tok.card.channels, 0))
 
     def _joined(self) -> Tokens:
         first = self._pieces[0]
@@ -242,21 +275,45 @@ class StreamingDecoder:
         lengths = torch.full((self.batch_size,), codes.shape[-1], dtype=torch.long)
         return replace(first, codes=codes, lengths=lengths, extras=extras, input=None)
 
-    def _audio(self, wav: torch.Tensor) -> Audio:
-        lengths = torch.full((self.batch_size,), wav.shape[-1], dtype=torch.long)
-        return Audio(wav, lengths, self.tok.card.sample_rate)
-
 
 class Stream(NamedTuple):
     """What ``tok.streaming()`` returns: an encoder and a decoder for the same tokenizer."""
 
-    encoder: StreamingEncoder
-    decoder: StreamingDecoder
+    encoder: EncoderBase
+    decoder: DecoderBase
 
 
 def open_stream(
-    tok, batch_size: int = 1, *, n_codebooks: int | None = None, max_seconds: float = MAX_STREAM_SECONDS
+    tok,
+    batch_size: int = 1,
+    *,
+    n_codebooks: int | None = None,
+    max_seconds: float | None = None,
+    engine: str = "auto",
 ) -> Stream:
-    """An encoder/decoder pair for a causal ``tok`` (``tok.streaming`` checks it is causal)."""
-    encoder = StreamingEncoder(tok, batch_size, n_codebooks=n_codebooks, max_seconds=max_seconds)
-    return Stream(encoder, StreamingDecoder(tok, batch_size, max_seconds=max_seconds))
+    """An encoder/decoder pair for a causal ``tok`` (``tok.streaming`` checks it is causal).
+
+    ``engine``: ``"carried"`` (the tokenizer's ``open_carried_stream``, unbounded unless ``max_seconds``
+    is given), ``"recompute"`` (bounded by ``max_seconds``, default 60 s) or ``"auto"`` (carried where the
+    tokenizer has it and its ``carried_stream_refusal`` is ``None``, else recompute)."""
+    if engine not in ENGINES:
+        raise StreamingError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    if max_seconds is not None and not (
+        isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool) and max_seconds > 0
+    ):
+        raise StreamingError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+    refusal = carried_refusal(tok)
+    if engine == "carried" and refusal:
+        raise StreamingError(f"{refusal}; use engine='recompute'")
+    if engine != "recompute" and refusal is None:
+        return tok.open_carried_stream(batch_size, n_codebooks=n_codebooks, max_seconds=max_seconds)
+    limit = MAX_STREAM_SECONDS if max_seconds is None else max_seconds
+    encoder = StreamingEncoder(tok, batch_size, n_codebooks=n_codebooks, max_seconds=limit)
+    return Stream(encoder, StreamingDecoder(tok, batch_size, max_seconds=limit))
+
+
+def carried_refusal(tok) -> str | None:
+    """``None`` when ``tok`` streams with its carried state, else the one-line reason it cannot."""
+    if not callable(getattr(tok, "open_carried_stream", None)):
+        return f"{tok.card.name!r} has no carried-state streaming engine"
+    return getattr(tok, "carried_stream_refusal", None)

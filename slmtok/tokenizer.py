@@ -130,21 +130,27 @@ class Tokenizer(ABC):
         return Audio(wav.float().cpu(), sample_lengths.long().cpu(), self.card.output_sample_rate)
 
     def streaming(
-        self, batch_size: int = 1, *, n_codebooks: int | None = None, max_seconds: float | None = None
+        self,
+        batch_size: int = 1,
+        *,
+        n_codebooks: int | None = None,
+        max_seconds: float | None = None,
+        engine: str = "auto",
     ):
         """An encoder/decoder pair (``slmtok.codecs.streaming.Stream``) that encodes audio chunk by chunk
         (``push(chunk) -> Tokens``, ``flush()``) with exactly the whole-input codes, and decodes them chunk
-        by chunk. Causal tokenizers only; the others raise ``StreamingError`` (one line). ``max_seconds``
-        bounds the stream (default 60 s: streaming recomputes from the start, O(n^2); see the module)."""
-        from slmtok.codecs.streaming import MAX_STREAM_SECONDS, StreamingError, open_stream
+        by chunk. Causal tokenizers only; the others raise ``StreamingError`` (one line). ``engine``:
+        ``"carried"`` (the model's carried state, constant cost per chunk: Mimi), ``"recompute"`` (re-encodes
+        from the start, O(n^2), bounded by ``max_seconds``, default 60 s) or ``"auto"`` (carried where the
+        tokenizer has it). ``max_seconds`` bounds the carried engine's stream only when given."""
+        from slmtok.codecs.streaming import StreamingError, open_stream
 
         if not self.causal:
             raise StreamingError(
                 f"{self.card.name!r} is not causal (a frame depends on input after it), so it cannot stream; "
                 "use a causal tokenizer such as mimi or encodec-24khz"
             )
-        limit = MAX_STREAM_SECONDS if max_seconds is None else max_seconds
-        return open_stream(self, batch_size, n_codebooks=n_codebooks, max_seconds=limit)
+        return open_stream(self, batch_size, n_codebooks=n_codebooks, max_seconds=max_seconds, engine=engine)
 
     def check_tokens(self, tokens: Tokens) -> None:
         """Raise a one-line error unless ``tokens`` can be decoded by this tokenizer."""

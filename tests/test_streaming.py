@@ -6,6 +6,11 @@ state dict), written by ``slmtok.codecs.standins``. The reference codes are ``Mi
 ``EncodecModel.encode`` on the whole input, the reference audio their ``decode`` of those codes. Chunk
 sizes are random (seeded), from 0 samples to about two frames, so most chunks are shorter than a frame.
 Torch runs on one thread (the parity tests' fixture), the condition the parity tests use.
+
+Mimi streams with its carried state by default (``slmtok.codecs.mimi_streaming``); the recompute engine
+(``engine="recompute"``) is checked on one seed. A second tiny Mimi with a 4-position attention window
+(2 frames) and 2 transformer layers runs streams 19 to 40 windows long, so the sliding-window caches
+are exercised past the window.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import torch
 import slmtok
 from slmtok import hub
 from slmtok.codecs import standins
-from slmtok.codecs.streaming import StreamingError
+from slmtok.codecs.mimi_streaming import CarriedDecoder, CarriedEncoder, carried_refusal
+from slmtok.codecs.streaming import StreamingDecoder, StreamingEncoder, StreamingError
 from slmtok.hub.errors import CardError
 
 from . import test_codec_parity as parity
@@ -42,6 +48,18 @@ def mimi(mimi_folder):
 
 
 @pytest.fixture(scope="module")
+def windowed(tmp_path_factory):
+    """A tiny Mimi whose transformers attend over 4 positions (2 frames at 25 Hz) in 2 layers: slmtok's
+    ``mimi`` and transformers' ``MimiModel`` on the same folder."""
+    from transformers import MimiModel
+
+    folder = standins.write_mimi(
+        tmp_path_factory.mktemp("mimi") / "window4", sliding_window=4, num_hidden_layers=2
+    )
+    return slmtok.load("mimi", checkpoint=str(folder)), MimiModel.from_pretrained(str(folder)).eval()
+
+
+@pytest.fixture(scope="module")
 def encodec(tmp_path_factory):
     """slmtok's ``encodec-24khz`` and the ``encodec`` package's model on the same tiny ``.th`` file."""
     from slmtok.codecs.encodec import build_model, infer_architecture
@@ -59,11 +77,11 @@ def signal(seconds: float, seed: int) -> torch.Tensor:
     return standins.probe_signal(24000, seconds, 1, seed).flatten()
 
 
-def stream(tok, x: torch.Tensor, seed: int, max_chunk: int):
+def stream(tok, x: torch.Tensor, seed: int, max_chunk: int, engine: str = "auto"):
     """Push ``x`` in random chunks (0 to ``max_chunk`` samples); return the encoder's outputs (flush
     last) and the number of samples pushed before each output."""
     g = torch.Generator().manual_seed(seed)
-    s = tok.streaming()
+    s = tok.streaming(engine=engine)
     outputs, pushed, pos = [], [], 0
     while pos < x.numel():
         size = int(torch.randint(0, max_chunk + 1, (1,), generator=g))
@@ -75,13 +93,17 @@ def stream(tok, x: torch.Tensor, seed: int, max_chunk: int):
     return s, outputs, pushed
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mimi_streaming_codes_equal_transformers_whole_input_codes(mimi, one_thread, seed):
-    """Mimi, any chunking (most chunks shorter than its 1920-sample frame): the streamed codes are
-    transformers' codes of the whole input, bit for bit, frames emitted as soon as they are final."""
+@pytest.mark.parametrize(
+    ("seed", "engine"), [(0, "carried"), (1, "carried"), (2, "carried"), (0, "recompute")]
+)
+def test_mimi_streaming_codes_equal_transformers_whole_input_codes(mimi, one_thread, seed, engine):
+    """Mimi, random chunkings (most chunks shorter than its 1920-sample frame), both engines: the
+    streamed codes are transformers' codes of the whole input (its last, partial frame included), bit
+    for bit, frames emitted as soon as they are final."""
     tok, model = mimi
     x = signal(1.7 + 0.3 * seed, seed)
-    s, outputs, pushed = stream(tok, x, seed, 2 * 1920)
+    s, outputs, pushed = stream(tok, x, seed, 2 * 1920, engine)
+    assert type(s.encoder) is {"carried": CarriedEncoder, "recompute": StreamingEncoder}[engine]
     with torch.inference_mode():
         reference = model.encode(x[None, None], num_quantizers=8).audio_codes  # [1, 8, T]
     codes = torch.cat([o.codes for o in outputs], dim=-1)
@@ -89,21 +111,117 @@ def test_mimi_streaming_codes_equal_transformers_whole_input_codes(mimi, one_thr
     assert int((codes != reference).sum()) == 0
     emitted = torch.cumsum(torch.tensor([o.codes.shape[-1] for o in outputs]), 0)
     assert emitted[:-1].tolist() == [n // 1920 for n in pushed[:-1]]  # every final frame, no more
-    assert all(o.tokenizer.name == "mimi" for o in outputs)
+    assert all(o.tokenizer == tok.ref for o in outputs)
+    samples = torch.cat([o.extras["samples"] for o in outputs if o.codes.shape[-1]], dim=-1)
+    assert torch.equal(samples, tok.encode(x, 24000).extras["samples"])  # what decode trims by
 
 
-def test_mimi_streaming_decode_equals_transformers_whole_decode(mimi, one_thread):
+def chunkings(n: int, seed: int) -> dict[str, list[int]]:
+    """Chunk sizes that add up to ``n`` samples: random (0 to 2.5 frames), whole frames one at a time,
+    three frames at a time, and everything in one push."""
+    g = torch.Generator().manual_seed(seed)
+    sizes, total = [], 0
+    while total < n:
+        sizes.append(min(n - total, int(torch.randint(0, 4800, (1,), generator=g))))
+        total += sizes[-1]
+    return {
+        "random": sizes,
+        "frames": [1920] * (n // 1920 + 1),
+        "3 frames": [5760] * (n // 5760 + 1),
+        "whole": [n],
+    }
+
+
+@pytest.mark.parametrize("seconds", [3.0, 6.25])
+def test_mimi_carried_stream_past_the_attention_window_equals_whole_input(windowed, one_thread, seconds):
+    """A Mimi whose transformers attend over 2 frames: streams of 37.5 and 78.125 frames (19 and 40
+    windows; the second ends in a partial frame) give transformers' whole-input codes bit for bit for
+    every chunking, and their streamed decode gives transformers' whole decode within float32 rounding
+    (max |difference| <= 1e-5 of the peak; sums in another order, measured 1.1e-6)."""
+    tok, model = windowed
+    x = signal(seconds, 11)
+    with torch.inference_mode():
+        reference = model.encode(x[None, None], num_quantizers=8).audio_codes
+        audio_reference = model.decode(reference).audio_values[..., : x.numel()]
+    for name, sizes in chunkings(x.numel(), 11).items():
+        s, outputs, pos = tok.streaming(), [], 0
+        for size in sizes:
+            outputs.append(s.encoder.push(x[pos : pos + size]))
+            pos += size
+        outputs.append(s.encoder.flush())
+        codes = torch.cat([o.codes for o in outputs], dim=-1)
+        assert codes.shape == reference.shape, name
+        assert int((codes != reference).sum()) == 0, name
+        audio = torch.cat([s.decoder.push(o).wav for o in outputs] + [s.decoder.flush().wav], dim=-1)
+        assert audio.shape == audio_reference.shape, name
+        peak = float(audio_reference.abs().max())
+        assert float((audio - audio_reference).abs().max()) <= 1e-5 * peak, name
+
+
+def test_mimi_carried_state_stops_growing_past_the_window(windowed, one_thread):
+    """The carried state (caches, overlaps, buffers) grows while the attention window fills (2 frames)
+    and then stays the same size however long the stream runs (here 40 frames)."""
+    tok, _ = windowed
+    x = signal(3.2, 12)
+    s = tok.streaming()
+    sizes = []
+    for start in range(0, x.numel(), 1920):
+        s.decoder.push(s.encoder.push(x[start : start + 1920]))
+        sizes.append((s.encoder.state_bytes(), s.decoder.state_bytes()))
+    assert sizes[0][0] < sizes[-1][0] and sizes[0][1] < sizes[-1][1]  # the measure sees the caches
+    assert all(size == sizes[-1] for size in sizes[3:])
+
+
+@pytest.mark.parametrize("engine", ["carried", "recompute"])
+def test_mimi_streaming_decode_equals_transformers_whole_decode(mimi, one_thread, engine):
     """Decoding the streamed tokens chunk by chunk gives transformers' ``decode`` of the whole codes, cut
-    to the input length, within float rounding."""
+    to the input length, within float rounding (max |difference| <= 1e-5 of the peak)."""
     tok, model = mimi
     x = signal(1.9, 5)
-    s, outputs, _ = stream(tok, x, 5, 3000)
+    s, outputs, _ = stream(tok, x, 5, 3000, engine)
+    assert type(s.decoder) is {"carried": CarriedDecoder, "recompute": StreamingDecoder}[engine]
     audio = torch.cat([s.decoder.push(o).wav for o in outputs] + [s.decoder.flush().wav], dim=-1)
     with torch.inference_mode():
         codes = model.encode(x[None, None], num_quantizers=8).audio_codes
         reference = model.decode(codes).audio_values[..., : x.numel()]
     assert audio.shape == reference.shape == (1, 1, x.numel())
-    torch.testing.assert_close(audio, reference, rtol=0, atol=1e-4)
+    assert float((audio - reference).abs().max()) <= 1e-5 * float(reference.abs().max())
+
+
+def test_mimi_carried_stream_of_a_batch_and_of_less_than_a_frame(mimi, one_thread):
+    """Two items streamed together give each item's solo codes (``tok.encode``); an input shorter than
+    one frame gives its whole-input code at ``flush``; whole frames leave nothing to flush."""
+    tok, _ = mimi
+    x = torch.stack([signal(1.3, 13), signal(1.3, 14)])[:, None]  # [2, 1, T]
+    s = tok.streaming(batch_size=2)
+    outputs = [s.encoder.push(x[..., i : i + 2500]) for i in range(0, x.shape[-1], 2500)]
+    codes = torch.cat([o.codes for o in outputs + [s.encoder.flush()]], dim=-1)
+    assert torch.equal(codes, torch.cat([tok.encode(x[i], 24000).codes for i in range(2)]))
+    for n, flushed in ((700, 1), (3 * 1920, 0)):
+        s = tok.streaming()
+        first = s.encoder.push(signal(1.0, 15)[:n])
+        last = s.encoder.flush()
+        assert last.codes.shape[-1] == flushed
+        codes = torch.cat([first.codes, last.codes], dim=-1)
+        assert torch.equal(codes, tok.encode(signal(1.0, 15)[:n], 24000).codes)
+
+
+def test_engines_are_chosen_and_refused_in_one_line(mimi, encodec):
+    """``auto`` takes Mimi's carried state and EnCodec's recompute engine; a tokenizer without carried
+    state, an unknown engine and a Mimi configuration transformers cannot stream are one line each."""
+    from transformers import MimiConfig
+
+    (mimi_tok, _), (encodec_tok, _) = mimi, encodec
+    assert type(mimi_tok.streaming().encoder) is CarriedEncoder
+    assert type(mimi_tok.streaming(engine="recompute").encoder) is StreamingEncoder
+    assert type(encodec_tok.streaming().encoder) is StreamingEncoder
+    for tok, engine in ((encodec_tok, "carried"), (mimi_tok, "fast")):
+        with pytest.raises(StreamingError) as info:
+            tok.streaming(engine=engine)
+        assert "\n" not in str(info.value)
+    assert carried_refusal(MimiConfig()) is None
+    assert "shortcut" in carried_refusal(MimiConfig(use_conv_shortcut=True))
+    assert "non-causal" in carried_refusal(MimiConfig(use_causal_conv=False))
 
 
 def test_encodec_streaming_codes_equal_upstream_codes_of_the_input_so_far(encodec, one_thread):
@@ -231,7 +349,7 @@ def test_stream_resynth_cli_reports_latency(mimi, mimi_folder, tmp_path, capsys)
     assert main(args + ["--chunk-ms", "80"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["chunks"] == 13 and report["latency_p95_ms"] >= report["latency_median_ms"] > 0
-    assert isinstance(report["keeps_up"], bool)
+    assert isinstance(report["keeps_up"], bool) and report["engine"] == "carried"
     wav, rate = read_audio(out)
     with torch.inference_mode():
         codes = model.encode(x[None, None], num_quantizers=8).audio_codes

@@ -1,7 +1,8 @@
 """``slmtok stream-resynth``: encode and decode a file chunk by chunk through ``tok.streaming()``.
 
 Reports each chunk's encode + decode latency (median, p95) and whether the stream keeps up with real
-time (p95 latency below the chunk's duration). Only the standard library is imported at module level
+time (p95 latency below the chunk's duration), with the engine that ran (``--engine``: Mimi's carried
+state by default, else recompute; see ``slmtok.codecs.streaming``). Only the standard library is imported at module level
 (``slmtok --help`` imports every command module).
 """
 
@@ -24,10 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-ms", type=float, default=80.0, help="chunk duration in milliseconds (default 80)")
     p.add_argument("-k", "--n-codebooks", type=int, help="codebooks per frame (default: the card's)")
     p.add_argument(
+        "--engine",
+        choices=("auto", "carried", "recompute"),
+        default="auto",
+        help="carried: the model's carried state, constant cost per chunk (mimi); recompute: re-encode "
+        "from the start, O(n^2); auto (default): carried where the tokenizer has it",
+    )
+    p.add_argument(
         "--max-seconds",
         type=float,
-        default=60.0,
-        help="refuse longer input: streaming re-encodes from the start, O(n^2) (default 60)",
+        default=None,
+        help="refuse longer input (default: no bound for the carried engine, 60 for recompute)",
     )
     tokenizer_args(p, with_name=False)  # --device, -O KEY=VALUE, --checkpoint
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -56,13 +64,15 @@ def run_stream_resynth(args: argparse.Namespace) -> int:
     check_writable(items, [output])
     wav, rate = read_audio(items[0].path)
     tok = _load_tokenizer(args, args.tokenizer)
-    stream = tok.streaming(1, n_codebooks=args.n_codebooks, max_seconds=args.max_seconds)
+    stream = tok.streaming(1, n_codebooks=args.n_codebooks, max_seconds=args.max_seconds, engine=args.engine)
+    engine = stream.encoder.engine
+    limit = args.max_seconds if args.max_seconds is not None else (None if engine == "carried" else 60.0)
     card = tok.card
     seconds = wav.shape[-1] / rate
-    if seconds > args.max_seconds:
+    if limit is not None and seconds > limit:
         raise SlmtokError(
-            f"{args.input} holds {seconds:.4g} s, more than --max-seconds {args.max_seconds:g} "
-            "(streaming re-encodes from the start)"
+            f"{args.input} holds {seconds:.4g} s, more than --max-seconds {limit:g}"
+            + ("" if engine == "carried" else " (the recompute engine re-encodes from the start)")
         )
     x = prepare(wav, rate, None, target_rate=card.sample_rate, target_channels=card.channels).wav[0]  # [C, T]
     step = max(1, int(round(args.chunk_ms * card.sample_rate / 1000)))
@@ -82,6 +92,7 @@ def run_stream_resynth(args: argparse.Namespace) -> int:
     median, p95 = float(lat.median()), float(torch.quantile(lat, 0.95))
     report = {
         "tokenizer": card.name,
+        "engine": engine,
         "input": str(items[0].path),
         "output": str(output),
         "audio_seconds": x.shape[-1] / card.sample_rate,
@@ -98,7 +109,7 @@ def run_stream_resynth(args: argparse.Namespace) -> int:
     else:
         verdict = "keeps up with real time" if report["keeps_up"] else "does NOT keep up with real time"
         print(
-            f"{card.name}: {report['audio_seconds']:.2f} s in {len(latencies)} chunks of {chunk_s * 1000:g} ms; "
+            f"{card.name} ({engine}): {report['audio_seconds']:.2f} s in {len(latencies)} chunks of {chunk_s * 1000:g} ms; "
             f"latency median {median * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms; {verdict} -> {output}"
         )
     return 0
