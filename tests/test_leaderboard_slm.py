@@ -38,7 +38,8 @@ def _v(x, **extra):
 
 def test_factor_scores_follow_their_definitions():
     metrics = {
-        "pnmi": _v(0.8), "abx_within": _v(0.1), "abx_across": _v(0.2),  # A: mean(0.8, 0.8, 0.6)
+        "pnmi": _v(0.85), "pnmi_shuffled": _v(0.25),  # A: mean((0.85 - 0.25) / 0.75, 0.8, 0.6)
+        "abx_within": _v(0.1), "abx_across": _v(0.2),
         "unit_rate": _v(100.0),  # B: 1 - log10(100 / 10) / 3
         "speaker_id_accuracy": _v(0.5, chance=0.25), "invariance": _v(0.4),  # C: mean(1 - .25/.75, 0.6)
         "lexical_accuracy": _v(0.75), "syntactic_accuracy": _v(0.5), "acoustic_accuracy": _v(0.4),
@@ -53,6 +54,8 @@ def test_factor_scores_clip_and_leave_out_what_was_not_measured():
     scores = factor_scores({"abx_within": _v(0.7), "unit_rate": _v(16000.0)}, phone_rate=10.0)
     assert scores == {"score_content": 0.0, "score_length": 0.0}  # worse than chance, 1600x the phone rate
     assert factor_scores({"unit_rate": _v(5.0)}, phone_rate=10.0) == {"score_length": 1.0}
+    assert factor_scores({"pnmi": _v(0.6)}, phone_rate=None) == {"score_content": 0.6}  # no floor: raw PNMI
+    assert factor_scores({"pnmi": _v(0.3), "pnmi_shuffled": _v(0.4)}, None) == {"score_content": 0.0}
     assert factor_scores({}, phone_rate=None) == {}
 
 

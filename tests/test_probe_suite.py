@@ -84,6 +84,7 @@ def test_tokenizer_rows_hold_every_factor(results):
                 "entropy_rate", "speaker_id_accuracy", "invariance", "inv_noise", "inv_voice"):  # fmt: skip
         assert key in m, key
     assert m["unit_rate"]["value"] == pytest.approx(100.0, rel=0.05)  # mfcc-km: 100 frames/s
+    assert m["pnmi_shuffled"]["value"] < m["pnmi"]["value"] / 2  # its units follow the phones, not chance
     assert m["dedup_rate"]["value"] < m["unit_rate"]["value"]
     assert m["speaker_id_accuracy"]["chance"] == pytest.approx(1 / 3)  # 3 voices, 4 items each
     assert 0 <= m["abx_across"]["low"] <= m["abx_across"]["value"] <= m["abx_across"]["high"] <= 1

@@ -162,7 +162,7 @@ def markdown_tables(summary: dict[str, Any]) -> str:
 #: the SLM suite's tables: (title, columns)
 SLM_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Profile", ("bitrate", "score_content", "score_length", "score_paralinguistics", "score_lm")),
-    ("A content", ("pnmi", "phone_purity", "cluster_purity", "abx_within", "abx_across")),
+    ("A content", ("pnmi", "pnmi_shuffled", "phone_purity", "cluster_purity", "abx_within", "abx_across")),
     (
         "B length",
         ("unit_rate", "dedup_rate", "bpe_rate", "unigram_entropy", "entropy_rate", "bigram_entropy_rate"),
@@ -173,7 +173,8 @@ SLM_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 SLM_NOTE = (
     "Synthetic probes (espeak-ng speech with exact phone alignments): these are not ZeroSpeech scores. "
     "Measures A-C use codebook 0 of multi-codebook tokenizers. Profile scores run from 0 (worst) to 1 "
-    "(best): A = mean of PNMI, 1-2xABX within and 1-2xABX across; B = 1 - log10(units/s / phones/s)/3; "
+    "(best): A = mean of PNMI above its shuffled floor ((PNMI - floor)/(1 - floor)), 1-2xABX within and "
+    "1-2xABX across; B = 1 - log10(units/s / phones/s)/3; "
     "C = mean of 1-(speaker ID - chance)/(1 - chance) and 1 - invariance distance; LM = mean over pair "
     "sets of 2x(accuracy - 0.5); each clipped to [0, 1]. *text-ceiling*: the phone alignment itself "
     "(A, C: one phone label per 10 ms frame; B, LM: the phone strings)."

@@ -4,8 +4,11 @@ paralinguistics, LM fitness), 1 = best, so tokenizers can be drawn side by side.
 Each score is a fixed, documented transform of measures the suite wrote (no score depends on the other
 tokenizers in the table, so adding a row changes no other row):
 
-- **A content** = mean of PNMI, ``1 - 2 x ABX within`` and ``1 - 2 x ABX across`` (ABX error 0.5 is
-  chance, so ``1 - 2e`` runs from 0 at chance to 1 at no error), each clipped to [0, 1].
+- **A content** = mean of PNMI above its floor, ``(PNMI - floor) / (1 - floor)`` where the floor is the
+  PNMI of the same units shuffled across frames (the plug-in estimate is biased upwards when a codebook
+  is large for the frames counted: 1024 random codes score about 0.37 on five minutes), ``1 - 2 x ABX
+  within`` and ``1 - 2 x ABX across`` (ABX error 0.5 is chance, so ``1 - 2e`` runs from 0 at chance to 1
+  at no error), each clipped to [0, 1]; the raw PNMI when no floor was measured.
 - **B length** = ``1 - log10(units/s / phones/s) / 3`` clipped to [0, 1]: 1 for as many units per second
   as the probe speech has phones (the text ceiling's length), 0 for 1000 times as many. Units/s are
   codebook 0's frames per second, the sequence length a delay-pattern LM steps through.
@@ -52,6 +55,9 @@ def factor_scores(metrics: dict[str, Any], phone_rate: float | None) -> dict[str
     ``phone_rate``: phones per second of the probe speech (silence excluded)."""
     out: dict[str, float] = {}
     pnmi = _value(metrics, "pnmi")
+    floor = _value(metrics, "pnmi_shuffled")
+    if pnmi is not None and floor is not None and floor < 1:
+        pnmi = (pnmi - floor) / (1 - floor)
     abx = [_value(metrics, k) for k in ("abx_within", "abx_across")]
     content = _mean(
         [None if pnmi is None else _clip(pnmi)] + [None if e is None else _clip(1 - 2 * e) for e in abx]

@@ -114,6 +114,10 @@ METRICS: tuple[Metric, ...] = (
 PROBE_METRICS: tuple[Metric, ...] = (
     # (A) content: frames labelled by the phone at their centre, silence left out
     Metric("pnmi", "PNMI", "I(phone;unit)/H(phone)", "probe", ("pnmi",), "higher", 3, 1, "content"),
+    Metric(
+        "pnmi_shuffled", "PNMI shuffled", "PNMI of the units shuffled across frames (estimator floor)",
+        "probe", ("pnmi_shuffled",), "", 3, 1, "content",
+    ),
     Metric("phone_purity", "phone purity", "0-1", "probe", ("phone_purity",), "higher", 3, 1, "content"),
     Metric(
         "cluster_purity", "cluster purity", "0-1", "probe", ("cluster_purity",), "higher", 3, 1, "content"

@@ -8,7 +8,8 @@ unavailable with the reason):
 1. encode the ``content`` and ``invariance`` items, batched with their lengths; every batch of codes is
    saved to ``RESULTS/work/<tokenizer>/`` (safetensors) as it is made, so a killed run resumes there;
 2. **content** (codebook 0, frames labelled by the phone at their centre, silence left out): phone and
-   cluster purity, PNMI, ABX error within and across speakers;
+   cluster purity, PNMI (and the PNMI of the same units shuffled across frames: the estimate's floor),
+   ABX error within and across speakers;
 3. **length**: units per second (codebook 0), after dedup, after BPE (``--bpe`` models fitted on this
    tokenizer), unigram entropy and entropy rate;
 4. **paralinguistics**: speaker-ID accuracy of a linear classifier on unit histograms (with its
@@ -289,6 +290,12 @@ def content_measures(units: Units, items: list[ProbeItem], settings: SuiteSettin
     labels = [frame_labels(it.phones, len(s), units.frame_rate) for it, s in zip(items, seqs, strict=True)]
     stats = phone_unit_stats(seqs, labels)
     out = {k: _estimate(stats[k], n=stats["n_frames"]) for k in ("phone_purity", "cluster_purity", "pnmi")}
+    # The plug-in PNMI is biased upwards when units are many for the frames counted (1024 codes over a
+    # few minutes): the same units shuffled across frames measure that floor.
+    pooled = np.random.default_rng(settings.seed).permutation(np.concatenate(seqs))
+    shuffled = np.split(pooled, np.cumsum([len(x) for x in seqs])[:-1])
+    floor = phone_unit_stats(shuffled, labels)
+    out["pnmi_shuffled"] = _estimate(floor["pnmi"], n=floor["n_frames"])
     for mode in ("within", "across"):
 
         def abx(mode: str = mode) -> dict[str, Any]:
