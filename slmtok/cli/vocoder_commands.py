@@ -146,6 +146,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, place) -> int:
     import shutil
 
+    from slmtok.cli.main import plural
     from slmtok.errors import SlmtokError
     from slmtok.inputs import collect
     from slmtok.vocoders.training.data import UnitCorpus, build_corpus, corpus_key
@@ -212,14 +213,8 @@ def _train(args: argparse.Namespace, place) -> int:
         log=say,
         placement=place,
     )
-    say(
-        f"training on {place.device} in {place.precision}"
-        + (
-            f", {place.world} processes of {config.batch_size // place.world} segments"
-            if place.world > 1
-            else ""
-        )
-    )
+    share = f", {place.world} processes, {plural(config.batch_size // place.world, 'segment')} each"
+    say(f"training on {place.device} in {place.precision}" + (share if place.world > 1 else ""))
     if trainer.load_checkpoint():
         say(f"resumed from step {trainer.step}")
     summary = trainer.run()
@@ -233,8 +228,6 @@ def _train(args: argparse.Namespace, place) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        from slmtok.cli.main import plural
-
         ended = (
             f"stopped after {summary['seconds'] / 60:.1f} min (time limit) at step {summary['step']}"
             if summary.get("stopped") == "time limit"
