@@ -58,6 +58,7 @@ def test_results_are_versioned_synthetic_and_readable(results):
     assert {r["stage"] for r in rows} == {"content", "length", "paralinguistics"}  # --skip-lm
     assert not (folder / JOURNAL).exists()
     assert not (folder / WORK / "mfcc-km").exists()  # tokens of finished tokenizers are removed
+    assert (folder / WORK / "mfcc-km_dedup_true").is_dir()  # kept for the retry of its failed stage
 
 
 def test_text_ceiling_is_the_phone_alignment(results, probes):
@@ -137,6 +138,7 @@ def test_killed_run_resumes_from_its_journal_and_encoded_batches(probes, tmp_pat
     summary = Suite(probes, out, settings, progress=messages.append).run(_specs(["mfcc-km"]))
     assert not [m for m in messages if "encode batch" in m]  # the codes come from the saved batches
     assert [m.split(": ")[1] for m in messages if m.startswith("mfcc-km: ")] == ["length", "paralinguistics"]
+    assert not (out / WORK).exists() and not (out / JOURNAL).exists()  # finished: nothing left over
     fresh = Suite(probes, tmp_path / "fresh", settings).run(_specs(["mfcc-km"]))
     assert _metrics(summary, "mfcc-km")["metrics"] == _metrics(fresh, "mfcc-km")["metrics"]
 

@@ -514,6 +514,8 @@ class Suite:
         write_rows(self.out, rows)
         write_summary(self.out, summary)
         (self.out / JOURNAL).unlink(missing_ok=True)
+        if (self.out / WORK).is_dir() and not any((self.out / WORK).iterdir()):
+            (self.out / WORK).rmdir()  # every tokenizer finished: no codes left to resume from
         return summary
 
     def _stage(self, tokenizer: str, card_hash: str, stage: str, done, keep, compute) -> bool:
