@@ -20,7 +20,7 @@ on the frame's own length, equal to the whole input's because every earlier leng
 each stride), then the transformer with its cache: the whole-input codes of that frame.
 
 **Decoder: transformers' modules, carried state kept here.** transformers' ``MimiModel.decode`` carries
-only the decoder transformer's cache; its convolutions would restart at every call. ``StateDecoder``
+only the decoder transformer's cache; its convolutions would restart at every call. ``CarriedDecoder``
 runs ``quantizer.decode`` -> ``upsample`` -> ``decoder_transformer`` (sliding-window cache) ->
 ``decoder_seanet`` one layer at a time: each causal ``MimiConv1d`` takes its left context from a
 ``MimiConv1dPaddingCache`` (transformers' class, indexed by ``slmtok``), each ``MimiConvTranspose1d``
@@ -29,7 +29,7 @@ transposed convolution). The audio equals ``MimiModel.decode`` of the whole code
 rounding (sums in another order).
 
 Only the configuration transformers' streaming supports is taken: causal convolutions, no convolutional
-shortcut, ``trim_right_ratio`` 1 and stride-1 decoder convolutions (the published Mimi);
+shortcut, ``trim_right_ratio`` 1 (the published Mimi);
 ``carried_refusal`` gives the reason otherwise and ``engine="auto"`` then recomputes.
 """
 
@@ -270,12 +270,9 @@ class CarriedEncoder(EncoderBase):
             return self.model.encode(
                 wav.to(self.tok.device), num_quantizers=self.n_codebooks
             ).audio_codes.cpu()
-        seanet = SeanetState(
-            padding=state.padding_cache,
-            index={
-                id(m): int(m.layer_idx) for m in encoder.encoder_seanet.modules() if hasattr(m, "layer_idx")
-            },
-        )
+        conv_cls = _mimi_classes()[0]
+        convs = [m for m in encoder.encoder_seanet.modules() if isinstance(m, conv_cls)]
+        seanet = SeanetState(padding=state.padding_cache, index={id(m): int(m.layer_idx) for m in convs})
         h = seanet_step(encoder.encoder_seanet.layers, wav.to(self.tok.device), seanet, pad_right=True)
         h = encoder.encoder_transformer(h.transpose(1, 2), cache=state.encoder_cache, use_cache=True)
         h = h.last_hidden_state.transpose(1, 2)

@@ -137,7 +137,7 @@ def test_mimi_carried_stream_past_the_attention_window_equals_whole_input(window
     """A Mimi whose transformers attend over 2 frames: streams of 37.5 and 78.125 frames (19 and 40
     windows; the second ends in a partial frame) give transformers' whole-input codes bit for bit for
     every chunking, and their streamed decode gives transformers' whole decode within float32 rounding
-    (max |difference| <= 1e-5 of the peak; sums in another order, measured 1.1e-6)."""
+    (max |difference| <= 1e-5 of the peak; sums in another order, about 1e-6 measured)."""
     tok, model = windowed
     x = signal(seconds, 11)
     with torch.inference_mode():
