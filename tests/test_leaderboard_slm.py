@@ -144,3 +144,32 @@ def test_leaderboard_cli_merges_and_markdown_matches(slm, tmp_path, capsys):
     assert slm_markdown(summary) in (site / "leaderboard.md").read_text()
     assert main(["leaderboard", str(slm), str(slm), str(slm), "-o", str(site)]) == 1
     assert "give one results folder, or two" in capsys.readouterr().err
+
+
+SUITE = ROOT / "benchmarks" / "results" / "slm_suite"
+
+
+@pytest.mark.skipif(
+    not (SUITE / "results.json").is_file(),
+    reason="default SLM suite not committed yet: benchmarks/slm_suite.py",
+)
+def test_default_suite_table_is_the_committed_results():
+    """``slm_suite.md`` (the README's table) is generated from the committed results, which cover the
+    default tokenizers and every stage; the README shows it verbatim once the lead adds its block."""
+    from slmtok.leaderboard.markdown import suite_report
+
+    summary, rows, _ = read_results(SUITE)
+    run = json.loads((SUITE / "benchmark.json").read_text())
+    report = (SUITE / "slm_suite.md").read_text()
+    assert report == suite_report(summary, rows, run), "stale: rerun python benchmarks/slm_suite.py"
+    assert summary["label"] == "synthetic" and "recipe" in summary["settings"]
+    ran = {a["tokenizer"]: a for a in summary["aggregates"]}
+    assert {"mel-rvq", "mfcc-km", "mulaw-8bit", "random-codes", TEXT_CEILING} <= set(ran)
+    assert all(a["failed"] == 0 and len(a["stages"]) == 4 for a in ran.values())
+    assert run["wall_seconds"] < 3600  # the issue's budget: the default suite in under an hour on 2 cores
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(
+        r"<!-- benchmark:slm_suite:start -->\n(.*?)<!-- benchmark:slm_suite:end -->", readme, re.S
+    )
+    if block:
+        assert block.group(1) == report, "README's SLM table differs from benchmarks/results/slm_suite"

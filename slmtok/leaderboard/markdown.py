@@ -273,7 +273,12 @@ def suite_report(summary: dict[str, Any], rows: list[dict[str, Any]], run: dict[
     machine, the cost per tokenizer, then ``slm_markdown``. ``run``: ``{"command", "wall_seconds",
     "machine"}`` as the benchmark recorded them."""
     minutes = ", ".join(f"{k} {v:.1f}" for k, v in stage_minutes(rows).items())
+    bpe = (
+        f"BPE tokens/s: `{run['bpe_command']}` ({run.get('bpe_seconds', 0) / 60:.1f} min).\n\n"
+        if run.get("bpe_command")
+        else ""
+    )
     return (
         f"`{run['command']}`: {run['wall_seconds'] / 60:.1f} min wall on {run['machine']} "
-        f"(minutes per row: {minutes}).\n\n" + slm_markdown(summary)
+        f"(minutes per row: {minutes}).\n\n" + bpe + slm_markdown(summary)
     )
