@@ -30,7 +30,7 @@ def register_builtins() -> None:
     TOKENIZERS.register(
         "random-codes",
         f"{b}.random_codes:RandomCodesTokenizer",
-        description="content-free codes (1024 at 50 Hz, keyed by item length): the LM-fitness chance row",
+        description="content-free codes (1024 at 50 Hz, a keyed hash stream of the samples): LM-fitness chance row",
         origin="builtin",
     )
 

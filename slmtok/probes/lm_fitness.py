@@ -65,7 +65,7 @@ NORMALISATIONS = ("mean", "sum")
 class Recipe:
     """The fixed LM-fitness recipe: one model, one budget, one scoring rule for every tokenizer.
 
-    Budget: ``max_steps x batch_size x block_size`` LM positions (1.23 M by default), the same for every
+    Budget: ``max_steps x batch_size x block_size`` LM positions (1.02 M by default), the same for every
     tokenizer; a position holds one frame of every codebook under the ``delay`` pattern.
     """
 
@@ -76,7 +76,7 @@ class Recipe:
     dropout: float = 0.1
     block_size: int = 256  # context in LM steps
     batch_size: int = 16  # windows per optimizer step
-    max_steps: int = 300
+    max_steps: int = 250
     learning_rate: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.1
