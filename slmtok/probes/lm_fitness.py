@@ -24,6 +24,11 @@ context) for every tokenizer: the same compute, so a tokenizer with more tokens 
 less audio for it (factor B, which is what the measure is meant to show). One torch thread (the
 recipe's ``threads``) on CPU, so minutes per row compare across tokenizers on one machine.
 
+Scoring budget. Each pair set (and the valid set) is scored within ``score_budget`` LM positions: a
+seeded prefix of its pairs, at least ``min_pairs`` (``within_budget``). On a default probe build that is
+every pair for tokenizers up to about 100 frames/s, and about 10 pairs per set for 16 kHz sample tokens
+(``n_pairs`` against ``n_pairs_available``; the CI widens accordingly).
+
 Results are labelled "synthetic": these are not ZeroSpeech scores.
 """
 
