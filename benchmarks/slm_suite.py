@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-t", "--tokenizers", nargs="+", action="extend", default=[], help="added tokenizers")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="LM trainings at once (default 2: the cores)")
     parser.add_argument("--skip-lm", action="store_true")
     parser.add_argument("--resume", action="store_true", help="keep finished stages of an earlier run")
     parser.add_argument(
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--bpe", str(bpe)]
     tokenizers = [*TOKENIZERS, *args.tokenizers]
     command = ["probes", "run", str(args.probes), "-t", *tokenizers, "-o", str(args.results), *extra]
-    command += ["--threads", str(args.threads)] + (["--skip-lm"] if args.skip_lm else [])
+    command += ["--threads", str(args.threads), "--jobs", str(args.jobs)]
+    command += ["--skip-lm"] if args.skip_lm else []
     began = time.perf_counter()
     code = slmtok_main(command)
     wall = time.perf_counter() - began

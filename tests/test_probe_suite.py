@@ -215,13 +215,23 @@ def test_bpe_rate_for_the_tokenizer_the_model_was_fitted_on(probes, tmp_path):
     assert "bpe_rate" not in _metrics(summary, "random-codes")["metrics"]  # fitted on another tokenizer
 
 
-def test_lm_fitness_stage_with_a_tiny_recipe(probes, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_recipe():
     from slmtok.probes.lm_fitness import Recipe
 
-    recipe = Recipe(n_layer=1, n_head=2, n_embd=32, block_size=64, batch_size=4, max_steps=10, warmup_steps=2,
-                    bootstrap=100)  # fmt: skip
-    settings = SuiteSettings(abx_max_triplets=50, recipe=recipe)
-    summary = Suite(probes, tmp_path / "r", settings).run(_specs(["random-codes"]))
+    return Recipe(n_layer=1, n_head=2, n_embd=32, block_size=64, batch_size=4, max_steps=10, warmup_steps=2,
+                  bootstrap=100)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def with_lm(probes, tiny_recipe, tmp_path_factory):
+    settings = SuiteSettings(abx_max_triplets=50, recipe=tiny_recipe)
+    out = tmp_path_factory.mktemp("lm") / "r"
+    return Suite(probes, out, settings).run(_specs(["random-codes", "mfcc-km"])), out
+
+
+def test_lm_fitness_stage_with_a_tiny_recipe(with_lm):
+    summary, out = with_lm
     assert summary["settings"]["recipe"]["max_steps"] == 10
     for key in ("random-codes", TEXT_CEILING):
         agg = _metrics(summary, key)
@@ -232,7 +242,7 @@ def test_lm_fitness_stage_with_a_tiny_recipe(probes, tmp_path):
         assert 0 <= agg["metrics"]["score_lm"]["value"] <= 1
     ceiling = _metrics(summary, TEXT_CEILING)
     assert "same text" in ceiling["not_measured"]["acoustic_accuracy"]  # no acoustic pairs to tell apart
-    _, rows, _ = read_results(tmp_path / "r")
+    _, rows, _ = read_results(out)
     lm_row = next(r for r in rows if r["tokenizer"] == "random-codes" and r["stage"] == "lm_fitness")
     assert lm_row["detail"]["headline"] == "mean" and lm_row["detail"]["lexical"]["sum"]["n_pairs"] == 3
 
@@ -245,3 +255,19 @@ def test_cli_probes_run_takes_repeated_tokenizers(probes, tmp_path, capsys):
     aggregates = json.loads(capsys.readouterr().out)
     assert [a["tokenizer"] for a in aggregates] == ["mfcc-km", "random-codes"]
     assert read_results(out)[0]["settings"]["abx_max_triplets"] == 50
+
+
+def test_lm_fitness_in_worker_processes_gives_the_same_results(probes, tiny_recipe, with_lm, tmp_path):
+    serial, _ = with_lm
+    settings = SuiteSettings(abx_max_triplets=50, recipe=tiny_recipe, text_ceiling=False)
+    messages: list[str] = []
+    parallel = Suite(probes, tmp_path / "r", settings, jobs=2, progress=messages.append).run(
+        _specs(["random-codes"])
+    )
+    assert sum("started in a worker process" in m for m in messages) == 1
+    for key in ("random-codes",):
+        a, b = _metrics(serial, key), _metrics(parallel, key)
+        assert a["stages"] == b["stages"] and a["metrics"] == b["metrics"], key
+    _, rows, _ = read_results(tmp_path / "r")
+    assert all(r["compute_seconds"] > 0 for r in rows if r["stage"] == "lm_fitness")
+    assert not (tmp_path / "r" / WORK).exists()

@@ -95,6 +95,12 @@ def _slm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-lm", action="store_true", help="leave out LM fitness (the slowest stage)")
     p.add_argument("--threads", type=int, help="torch threads for the run (default: torch's own)")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="LM-fitness trainings run at once, each in its own process with one thread (e.g. the cores)",
+    )
+    p.add_argument(
         "--bpe",
         action="append",
         default=[],
@@ -150,6 +156,8 @@ def run_probes(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise SlmtokError("--threads must be at least 1")
+    if args.jobs < 1:
+        raise SlmtokError("--jobs must be at least 1")
     if args.abx_triplets < 10:
         raise SlmtokError("--abx-triplets must be at least 10")
     for folder in args.bpe:
@@ -176,6 +184,7 @@ def run_probes(args: argparse.Namespace) -> int:
         settings,
         device=str(_device(args.device)),
         threads=args.threads,
+        jobs=args.jobs,
         progress=progress,
     )
     summary = suite.run(specs)

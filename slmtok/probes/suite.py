@@ -18,7 +18,9 @@ unavailable with the reason):
 5. **lm_fitness**: the fixed LM recipe of ``slmtok.probes.lm_fitness`` trained on the ``train`` set's
    tokens: accuracy on the lexical, syntactic and acoustic pairs and validation bits per second.
 
-Each finished stage is one row appended to ``RESULTS/rows.partial.jsonl``; a rerun skips the stages
+With ``jobs`` > 1, the LM-fitness stages run in that many worker processes (one torch thread each, as
+the recipe says) while this process measures the next tokenizers. Each finished stage is one row
+appended to ``RESULTS/rows.partial.jsonl``; a rerun skips the stages
 already done for the same tokenizer (name and card hash), probe set (fingerprint) and settings, and
 retries failed ones. A sanity row, ``text-ceiling``, runs the same measures on the phone alignment itself
 (A, C: one phone label per 10 ms frame; B and LM: the phone strings). Every result is labelled
@@ -403,6 +405,22 @@ def lm_measures(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def lm_job(job: tuple[Any, ...], probes: str, out: str, recipe: Any, device: str = "cpu") -> dict[str, Any]:
+    """One LM-fitness stage, runnable in a worker process (everything it takes pickles): ``job`` is
+    ``("tokenizer", name, load options)`` or ``("text",)`` for the text ceiling; returns the suite
+    metrics (``lm_measures``)."""
+    from slmtok.probes.lm_fitness import lm_fitness, text_ceiling
+
+    if job[0] == "text":
+        began = time.perf_counter()
+        return {**lm_measures(text_ceiling(probes, out, recipe)), "_seconds": time.perf_counter() - began}
+    import slmtok
+
+    tok = slmtok.load(job[1], device=device, **job[2])
+    began = time.perf_counter()
+    return {**lm_measures(lm_fitness(tok, probes, out, recipe)), "_seconds": time.perf_counter() - began}
+
+
 def _bpe_for(settings: SuiteSettings, card_hash: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """The ``--bpe`` model fitted on codebook 0 of this tokenizer (same card hash), as a units -> BPE ids
     callable (deduplicating first when it was fitted on deduplicated units); ``None`` if none was."""
@@ -431,10 +449,16 @@ class Suite:
         *,
         device: str = "cpu",
         threads: int | None = None,
+        jobs: int = 1,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.probes = probes if isinstance(probes, ProbeSet) else load_probes(probes)
         self.out, self.device, self.threads = Path(out), device, threads
+        if jobs < 1:
+            raise SlmtokError(f"jobs must be at least 1, got {jobs}")
+        self.jobs = jobs
+        self._pool: Any = None
+        self._pending: list[tuple[str, str, Path, Any]] = []
         self.settings = settings or SuiteSettings()
         self.progress = progress or (lambda message: None)
         self.fingerprint = str(self.probes.header.get("fingerprint", ""))
@@ -453,7 +477,19 @@ class Suite:
         self.out.mkdir(parents=True, exist_ok=True)
         with RunLock(self.out, "probes run"), torch_threads(self.threads):
             remove_orphans(self.out, recursive=True)
-            return self._run(specs)
+            if self.jobs == 1 or self.settings.skip_lm:
+                return self._run(specs)
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # LM fitness (one torch thread per training) of several tokenizers at once, in fresh
+            # processes; every other stage and all writing stay in this one.
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            try:
+                return self._run(specs)
+            finally:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool, self._pending = None, []
 
     # ---------------------------------------------------------------------------------- journal
     def _row_key(self, tokenizer: str, card_hash: str, stage: str) -> str:
@@ -508,6 +544,9 @@ class Suite:
                      "options": {}, "card_hash": "phones"}
                 )  # fmt: skip
                 self._text_ceiling_rows(done, keep)
+            for tokenizer, card_hash, work, future in self._pending:
+                self._stage(tokenizer, card_hash, "lm_fitness", done, keep, future.result)
+                self._cleanup(tokenizer, card_hash, work, done)
         finally:
             journal.close()
         summary = self._summary(rows, tokenizers)
@@ -518,17 +557,38 @@ class Suite:
             (self.out / WORK).rmdir()  # every tokenizer finished: no codes left to resume from
         return summary
 
+    def _cleanup(self, tokenizer: str, card_hash: str, work: Path, done) -> None:
+        """Remove a tokenizer's work folder (its codes, its LM run) once every stage of it is done."""
+        if all(self._row_key(tokenizer, card_hash, s) in done for s in self._stages()):
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _lm(self, tokenizer: str, card_hash: str, work: Path, job: tuple, done, keep, compute) -> None:
+        """The LM-fitness stage: here (``compute``), or in a worker process when ``jobs`` > 1 (its row
+        is journalled when it finishes, after the other tokenizers' measures)."""
+        key = self._row_key(tokenizer, card_hash, "lm_fitness")
+        if self._pool is None or key in done:
+            self._stage(tokenizer, card_hash, "lm_fitness", done, keep, compute)
+            self._cleanup(tokenizer, card_hash, work, done)
+            return
+        self.progress(f"{tokenizer}: lm_fitness started in a worker process")
+        future = self._pool.submit(
+            lm_job, job, str(self.probes.root), str(work / "lm"), self.settings.lm_recipe(), self.device
+        )
+        self._pending.append((tokenizer, card_hash, work, future))
+
     def _stage(self, tokenizer: str, card_hash: str, stage: str, done, keep, compute) -> bool:
-        """Run one stage unless done; journal its row; True when it is (now) done."""
+        """Run one stage unless done; journal its row (a finished one joins ``done``); True when it is
+        (now) done."""
         key = self._row_key(tokenizer, card_hash, stage)
         if key in done:
             keep(done[key])
             return True
         self.progress(f"{tokenizer}: {stage}")
         row: dict[str, Any] = {"key": key, "tokenizer": tokenizer, "stage": stage, "file": stage}
-        start = time.perf_counter()
+        start, seconds = time.perf_counter(), None
         try:
             metrics = compute()
+            seconds = metrics.pop("_seconds", None)  # a worker's own compute time (not the wait for it)
             detail = metrics.pop("_detail", None)
             row.update(status="ok", metric_errors=metrics.pop("_errors", {}), metrics=metrics)
             if detail is not None:
@@ -537,7 +597,11 @@ class Suite:
             row.update(status="error", error=_one_line(error), metrics={})
             self.progress(f"{tokenizer}: {stage} failed ({_one_line(error)})")
         row["compute_seconds"] = time.perf_counter() - start
+        if row["status"] == "ok" and seconds is not None:
+            row["compute_seconds"] = seconds
         keep(row)
+        if row["status"] == "ok":
+            done[key] = row
         return row["status"] == "ok"
 
     def _tokenizer_rows(self, spec: TokenizerSpec, tok, done, keep) -> None:
@@ -578,9 +642,13 @@ class Suite:
             ),
             "lm_fitness": lm,
         }
-        ok = [self._stage(spec.key, card.hash, s, done, keep, computes[s]) for s in self._stages()]
-        if all(ok):
-            shutil.rmtree(work, ignore_errors=True)
+        for stage in self._stages():
+            if stage == "lm_fitness":
+                job = ("tokenizer", spec.name, spec.options)
+                self._lm(spec.key, card.hash, work, job, done, keep, computes[stage])
+            else:
+                self._stage(spec.key, card.hash, stage, done, keep, computes[stage])
+        self._cleanup(spec.key, card.hash, work, done)
 
     def _text_ceiling_rows(self, done, keep) -> None:
         phones: dict[str, int] = {SILENCE: 0}
@@ -610,9 +678,13 @@ class Suite:
             ),
             "lm_fitness": lm,
         }
-        ok = [self._stage(TEXT_CEILING, "phones", s, done, keep, computes[s]) for s in self._stages()]
-        if all(ok):
-            shutil.rmtree(self.out / WORK / TEXT_CEILING, ignore_errors=True)
+        work = self.out / WORK / TEXT_CEILING
+        for stage in self._stages():
+            if stage == "lm_fitness":
+                self._lm(TEXT_CEILING, "phones", work, ("text",), done, keep, computes[stage])
+            else:
+                self._stage(TEXT_CEILING, "phones", stage, done, keep, computes[stage])
+        self._cleanup(TEXT_CEILING, "phones", work, done)
 
     # ---------------------------------------------------------------------------------- summary
     def _describe(self, spec: TokenizerSpec, tok) -> dict[str, Any]:
@@ -676,7 +748,12 @@ class Suite:
             "suite": SUITE_SLM,
             "label": "synthetic",
             "environment": environment(device_name(self.device)),
-            "settings": {**self.settings.to_dict(), "device": self.device, "threads": self.threads},
+            "settings": {
+                **self.settings.to_dict(),
+                "device": self.device,
+                "threads": self.threads,
+                "jobs": self.jobs,
+            },
             "probes": {
                 "path": str(self.probes.root),
                 "fingerprint": self.fingerprint,
