@@ -102,6 +102,24 @@ def test_kmeans_fit_cli_makes_a_tokenizer(tmp_path, monkeypatch, capsys):
         TOKENIZERS.unregister("test-mfcc-km12")
 
 
+def test_kmeans_fit_on_log_mel_features_makes_a_loadable_bundle(tmp_path, monkeypatch, capsys):
+    """``--features log-mel`` (whose extractor's ``config`` is a dataclass, not a method) once wrote a
+    bundle that failed to load with a TypeError; it must load and encode like the mfcc one."""
+    from slmtok.cli.main import main
+
+    monkeypatch.setenv("SLMTOK_HOME", str(tmp_path / "home"))
+    corpus = [str(p) for p in asterisk_prompts("en")[:3]]
+    out = tmp_path / "km"
+    args = ["kmeans", "fit", *corpus, "--features", "log-mel", "-k", "6", "-o", str(out), "--restarts", "1",
+            "--iterations", "3", "--json"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    tok = slmtok.load("semantic-bundle", bundle=str(out))
+    assert tok.card.codebook_sizes == (6,) and tok.features_config["features"] == "log-mel"
+    tokens = tok.encode(slmtok.read_audio(corpus[0])[0], 16000)
+    assert int(tokens.codes.max()) < 6 and int(tokens.lengths[0]) > 0
+
+
 def test_batched_and_per_item_feature_paths_give_the_same_units(tmp_path):
     """On CPU a bundle runs HuBERT one item at a time; the padded-batch path (GPUs, or
     ``batch_features_on_cpu``) re-decides near-ties alone, so both give every item its solo units."""

@@ -303,8 +303,9 @@ def _load_kmeans(path, k: int | None) -> KMeans:
 
 
 def _features_config(features, spec: dict[str, Any]) -> dict[str, Any]:
-    if hasattr(features, "config"):
-        return features.config()
+    config = getattr(features, "config", None)
+    if callable(config):  # HuBERT / transformers extractors describe themselves
+        return config()
     return {
         "features": spec["name"],
         **{k: v for k, v in (spec.get("options") or {}).items() if k != "checkpoint"},
