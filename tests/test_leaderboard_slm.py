@@ -171,5 +171,6 @@ def test_default_suite_table_is_the_committed_results():
     block = re.search(
         r"<!-- benchmark:slm_suite:start -->\n(.*?)<!-- benchmark:slm_suite:end -->", readme, re.S
     )
+    assert block, "README has no <!-- benchmark:slm_suite --> block (python -m slmtok.cli.readme fills it)"
     if block:
         assert block.group(1) == report, "README's SLM table differs from benchmarks/results/slm_suite"

@@ -1,7 +1,7 @@
 """Refresh the generated parts of README.md: ``python -m slmtok.cli.readme [README.md]``.
 
 Replaces the text between ``<!-- tokenizers:start -->``/``<!-- tokenizers:end -->`` with the registry's
-tokenizer table and between ``<!-- benchmark:NAME:start -->``/``end`` with ``benchmarks/results/NAME.md``.
+tokenizer table and between ``<!-- benchmark:NAME:start -->``/``end`` with ``benchmarks/results/NAME.md`` (or ``NAME/NAME.md``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ def refresh(readme: Path) -> str:
     text = _fill(text, "tokenizers", markdown_table(tokenizer_rows()))
     results = readme.parent / "benchmarks" / "results"
     for name in re.findall(r"<!-- benchmark:(\w+):start -->", text):
-        text = _fill(text, f"benchmark:{name}", (results / f"{name}.md").read_text())
+        flat, nested = results / f"{name}.md", results / name / f"{name}.md"
+        text = _fill(text, f"benchmark:{name}", (flat if flat.is_file() else nested).read_text())
     return text
 
 
