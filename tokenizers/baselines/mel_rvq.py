@@ -2,27 +2,42 @@
 
 Encode: 16 kHz mono -> 80-band log-mel at 100 frames/s -> greedy RVQ over up to 8 codebooks of 1024
 centroids (fitted stage by stage with slmtok's FAISS k-means on residuals). Decode: sum of the chosen
-centroids -> mel inverse (least squares) -> Griffin-Lim. Pure DSP plus 2.6 MB of codebooks; no download.
-Both run 60 s of frames at a time (``baselines/vocode.py``), so memory does not grow with duration; the
-codes equal those of a whole-input analysis.
+centroids -> a Vocos neural decoder trained here (``baselines/neural_decoder.py``, weights shipped in
+``weights/mel-rvq-decoder.safetensors``, told how many codebooks it got), or with ``decoder="griffin-lim"``
+the pure-DSP path: mel inverse (least squares) -> Griffin-Lim. No download either way.
+Both run 60 s of frames at a time, so memory does not grow with duration; the codes equal those of a
+whole-input analysis.
+
+The card hash covers what the tokens mean (mel settings + codebooks, and the Griffin-Lim iteration count
+as before), not the decoder: tokens made before the neural decoder existed, or with either decoder, decode
+with either one. The decoder in use is ``decoder_hash`` (sha256 of its weights file, or
+``"griffin-lim"``), shown in the card's description.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import torch
 
 from slmtok.batching import pad_stack
+from slmtok.errors import SlmtokError
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
+from slmtok.tokenizers.baselines import vocode as pieces
 from slmtok.tokenizers.baselines.vocode import log_mel_frames, vocode
-from slmtok.tokenizers.baselines.weights import default_weights, load_weights
+from slmtok.tokenizers.baselines.weights import WEIGHTS_DIR, default_weights, load_weights
 from slmtok.tokenizers.features.mel import LogMel, MelConfig
 from slmtok.types import PAD_CODE, TokenizerCard
 from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 NAME = "mel-rvq"
+DECODERS = ("neural", "griffin-lim")
+#: the shipped neural decoder (fp16 safetensors) and its card (training data, command, sha256)
+DECODER_WEIGHTS = WEIGHTS_DIR / "mel-rvq-decoder.safetensors"
+DECODER_CARD = WEIGHTS_DIR / "mel-rvq-decoder.card.json"
 
 
 class MelRVQTokenizer(Tokenizer):
@@ -35,8 +50,16 @@ class MelRVQTokenizer(Tokenizer):
         checkpoint: str | os.PathLike | None = None,
         n_codebooks: int | None = None,
         griffin_lim_iters: int | None = None,
+        decoder: str = "neural",
+        decoder_weights: str | os.PathLike | None = None,
     ) -> None:
+        if decoder not in DECODERS:
+            raise SlmtokError(f"{NAME} decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         options = {"checkpoint": str(checkpoint)} if checkpoint is not None else {}
+        if decoder != "neural":
+            options["decoder"] = decoder
+        if decoder_weights is not None:
+            options["decoder_weights"] = str(decoder_weights)
         super().__init__(device=device, load_options=options)
         tensors, config = load_weights(checkpoint or default_weights(NAME), expect=NAME)
         self.codebooks = tensors["codebooks"].float().to(self.device)  # [Q, K, D]
@@ -44,6 +67,17 @@ class MelRVQTokenizer(Tokenizer):
         self.features = LogMel(mel_config, device=self.device)
         iters = griffin_lim_iters or config.get("griffin_lim_iters", 32)
         self.vocoder = GriffinLimVocoder(mel_config, n_iter=iters, device=self.device)
+        self.decoder = None
+        if decoder == "neural":
+            from slmtok.tokenizers.baselines.neural_decoder import load_decoder
+
+            path = Path(decoder_weights or DECODER_WEIGHTS)
+            self.decoder, _ = load_decoder(path, device=self.device)
+            self.decoder_hash = hashlib.sha256(path.read_bytes()).hexdigest()
+            described = f"a Vocos neural decoder (weights {self.decoder_hash[:12]})"
+        else:
+            self.decoder_hash = "griffin-lim"
+            described = f"a Griffin-Lim decoder ({iters} iterations)"
         n_max, size = self.codebooks.shape[:2]
         k = n_codebooks or n_max
         if not 1 <= k <= n_max:
@@ -58,7 +92,7 @@ class MelRVQTokenizer(Tokenizer):
             max_codebooks=n_max,
             license="CC-BY-SA-3.0 (codebooks fitted on the Asterisk prompts); code MIT",
             source=config.get("source", "slmtok embedded baseline"),
-            description="log-mel residual VQ with a Griffin-Lim decoder (embedded, offline)",
+            description=f"log-mel residual VQ with {described} (embedded, offline)",
             hash=content_hash({**config, "griffin_lim_iters": iters}, tensors),
         )
 
@@ -95,5 +129,10 @@ class MelRVQTokenizer(Tokenizer):
                 if n
                 else self.codebooks.new_zeros(0, self.codebooks.shape[-1])
             )
-            items.append(vocode(self.vocoder, frames, self.vocoder.num_samples(n) if n else 0)[None])
+            n_samples = self.vocoder.num_samples(n) if n else 0
+            if self.decoder is None:
+                items.append(vocode(self.vocoder, frames, n_samples)[None])
+            else:  # one item at a time (batch decode equals single decode), in the baselines' pieces
+                audio = self.decoder.decode(frames, codes.shape[1], chunk_frames=pieces.CHUNK_FRAMES)
+                items.append(audio[:n_samples][None])
         return pad_stack(items), torch.tensor([x.shape[-1] for x in items])

@@ -1,0 +1,205 @@
+"""The ``mel-rvq`` neural decoder: shipped weights and card, default decode path, edge lengths, pieces,
+and a tiny training run that resumes to the same weights as an uninterrupted one.
+
+References: sha256 of the shipped file (hashlib), the Griffin-Lim path as it was (``vocode`` on the
+dequantized frames), the input speech itself (STOI and log-mel distance against it), a whole-input
+decode for the pieces, and an uninterrupted run for the resumed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pystoi import stoi
+
+import slmtok
+from slmtok.tokenizers.baselines import mel_rvq
+from slmtok.tokenizers.baselines import vocode as pieces
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def neural():
+    return slmtok.load("mel-rvq")
+
+
+@pytest.fixture(scope="module")
+def griffin_lim():
+    return slmtok.load("mel-rvq", decoder="griffin-lim")
+
+
+def test_shipped_weights_match_their_card():
+    card = json.loads(mel_rvq.DECODER_CARD.read_text())
+    blob = mel_rvq.DECODER_WEIGHTS.read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == card["sha256"] and len(blob) == card["bytes"]
+    assert len(blob) <= 20 * 2**20
+    for key in ("steps", "train_minutes", "machine", "command", "licence", "data"):
+        assert card[key], key
+    assert not set(card["data"]["held_out"]) & set(card["data"]["talkers"])
+    assert "fr_CA_f_June" in card["data"]["held_out"] and "it_IT_m_Carlo" in card["data"]["held_out"]
+
+
+def test_default_is_neural_and_griffin_lim_keeps_the_old_path(neural, griffin_lim, speech_16k):
+    assert neural.decoder is not None and griffin_lim.decoder is None
+    assert neural.decoder_hash == hashlib.sha256(mel_rvq.DECODER_WEIGHTS.read_bytes()).hexdigest()
+    tokens = neural.encode(speech_16k, 16000)
+    n = int(tokens.lengths[0])
+    frames = griffin_lim.dequantize(tokens.codes[0, :, :n])
+    old = pieces.vocode(griffin_lim.vocoder, frames, griffin_lim.vocoder.num_samples(n))
+    assert torch.equal(griffin_lim.decode(tokens).item(0)[0], old)
+    new = neural.decode(tokens).item(0)[0]
+    assert new.shape == old.shape and not torch.allclose(new, old, atol=1e-3)
+
+
+def test_token_hash_does_not_depend_on_the_decoder(neural, griffin_lim, speech_16k):
+    """Tokens mean the same codes whichever decoder runs: either decodes the other's tokens."""
+    assert neural.card.hash == griffin_lim.card.hash
+    tokens = griffin_lim.encode(speech_16k, 16000)
+    assert neural.decode(tokens).wav.shape[-1] > 0
+
+
+def test_token_file_written_before_the_neural_decoder_decodes_with_it():
+    """``tests/data/v1-mel-rvq-k2.slmtok`` was written by commit 02c346e (Griffin-Lim only)."""
+    tokens = slmtok.load_tokens(DATA / "v1-mel-rvq-k2.slmtok")
+    tok = slmtok.load_for(tokens)
+    assert tok.decoder is not None
+    audio = tok.decode(tokens)
+    assert int(audio.lengths[0]) == tok.vocoder.num_samples(int(tokens.lengths[0]))
+    assert bool(torch.isfinite(audio.wav).all()) and float(audio.wav.abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("n_frames", [0, 1, 2])
+def test_zero_one_and_two_frames(neural, speech_16k, n_frames):
+    tokens = neural.encode(speech_16k, 16000)
+    codes = tokens.codes[..., :n_frames].clone()
+    tokens = dataclasses.replace(tokens, codes=codes, lengths=torch.tensor([n_frames]))
+    audio = neural.decode(tokens)
+    assert int(audio.lengths[0]) == (0 if n_frames == 0 else max(1, (n_frames - 1) * 160))
+    assert bool(torch.isfinite(audio.wav).all())
+
+
+def _log_mel_distance(tok, a: torch.Tensor, b: torch.Tensor) -> float:
+    n = min(a.numel(), b.numel())
+    return float((tok.features(a[:n]) - tok.features(b[:n])).abs().mean())
+
+
+@pytest.mark.parametrize("n_codebooks", [4, 8])
+def test_neural_beats_griffin_lim_on_a_held_out_talker(neural, griffin_lim, speech_16k, n_codebooks):
+    """French June is held out from the codebooks and the decoder. The neural decode is closer to the
+    input than Griffin-Lim's from the same codes, by STOI and by log-mel distance."""
+    tokens = neural.encode(speech_16k, 16000, n_codebooks=n_codebooks)
+    ref = speech_16k.numpy()
+    scores = {}
+    for name, tok in (("neural", neural), ("gl", griffin_lim)):
+        out = tok.decode(tokens).item(0)[0]
+        n = min(out.numel(), ref.size)
+        scores[name] = (stoi(ref[:n], out[:n].numpy(), 16000), _log_mel_distance(tok, out, speech_16k))
+    assert scores["neural"][0] > scores["gl"][0], scores
+    assert scores["neural"][1] < scores["gl"][1], scores
+
+
+def test_long_input_in_pieces_matches_the_whole_decode(neural, speech_16k, monkeypatch):
+    """Pieces of 40 frames, each with ``context_frames`` of input around it, against one whole-item run.
+    Every output frame sees the same inputs in both, so only float rounding of differently sized matrix
+    products may differ: 1e-5 of full scale is far below anything audible (-100 dB)."""
+    x = speech_16k.repeat(2)
+    tokens = neural.encode(x, 16000)
+    whole = neural.decode(tokens).item(0)[0]
+    monkeypatch.setattr(pieces, "CHUNK_FRAMES", 40)
+    chunked = neural.decode(tokens).item(0)[0]
+    assert chunked.shape == whole.shape
+    assert float((chunked - whole).abs().max()) < 1e-5
+
+
+def test_batch_equals_single(neural, speech_batch):
+    wav, lengths = speech_batch
+    tokens = neural.encode(wav, 16000, lengths=lengths)
+    batch = neural.decode(tokens)
+    for i in range(wav.shape[0]):
+        single = neural.decode(tokens.select([i]))
+        assert torch.equal(batch.item(i), single.item(0))
+
+
+def test_unknown_decoder_is_one_clear_error():
+    with pytest.raises(slmtok.SlmtokError, match="decoder must be one of"):
+        slmtok.load("mel-rvq", decoder="wavenet")
+
+
+# ------------------------------------------------------------------------------------------ training
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """Six chirps with noise as a decoder data cache (four 'real', two 'synthetic', one for validation)."""
+    from slmtok.tokenizers.baselines.decoder_data import build_cache
+    from slmtok.tokenizers.baselines.weights import default_weights, load_weights
+
+    tensors, config = load_weights(default_weights("mel-rvq"), expect="mel-rvq")
+    g = torch.Generator().manual_seed(0)
+    clips = []
+    for i in range(6):
+        t = torch.arange(16000 + 4000 * i) / 16000
+        noise = 0.02 * torch.randn(t.numel(), generator=g)
+        x = 0.3 * torch.sin(2 * torch.pi * (150 + 30 * i) * t * (1 + t)) + noise
+        kind = "real" if i < 4 else "synthetic"
+        clips.append({"talker": f"t{i % 2}", "kind": kind, "split": "val" if i == 0 else "train", "audio": x})
+    path = tmp_path_factory.mktemp("cache") / "cache.safetensors"
+    return build_cache(clips, path, tensors["codebooks"].float(), config["mel"])
+
+
+TINY = ["--dim", "32", "--intermediate-dim", "64", "--num-layers", "2"]
+TINY += ["--batch-size", "3", "--segment-frames", "24"]
+
+
+def _train(cache, out, *extra):
+    from slmtok.tokenizers.baselines.train_decoder import main
+
+    main(["--cache", str(cache), "--out", str(out), "--max-steps", "8", "--warmup-steps", "2", *TINY, *extra])
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "checkpoint.safetensors")
+
+
+def test_tiny_training_resumes_to_the_same_weights(tiny_cache, tmp_path):
+    _train(tiny_cache, tmp_path / "whole", "--no-validate", "--no-log")
+    _train(tiny_cache, tmp_path / "resumed", "--no-validate", "--no-log", "--stop-at-step", "3")
+    assert json.loads(_meta(tmp_path / "resumed"))["step"] == 3
+    interrupted = _weights(tmp_path / "resumed")
+    _train(tiny_cache, tmp_path / "resumed", "--no-validate", "--no-log")
+    whole, resumed = _weights(tmp_path / "whole"), _weights(tmp_path / "resumed")
+    assert json.loads(_meta(tmp_path / "resumed"))["step"] == 8
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+    assert any(
+        not torch.equal(interrupted[k], whole[k]) for k in whole if k.startswith("model.")
+    )  # it trained
+
+
+def _meta(folder: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "checkpoint.safetensors"), framework="pt") as f:
+        return f.metadata()["meta"]
+
+
+def test_tiny_training_writes_validation_and_a_loadable_decoder(tiny_cache, tmp_path):
+    from slmtok.tokenizers.baselines.neural_decoder import load_decoder
+
+    _train(tiny_cache, tmp_path / "run", "--stop-at-step", "2")
+    card = json.loads((tmp_path / "run" / "decoder.card.json").read_text())
+    blob = (tmp_path / "run" / "decoder.safetensors").read_bytes()
+    assert card["sha256"] == hashlib.sha256(blob).hexdigest() and card["steps"] == 2
+    assert list((tmp_path / "run" / "val").glob("step000002_clip0_k8.wav"))
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("val/stoi_k8" in x for x in lines)
+    model, _ = load_decoder(tmp_path / "run" / "decoder.safetensors")
+    tok = slmtok.load("mel-rvq", decoder_weights=tmp_path / "run" / "decoder.safetensors")
+    assert tok.decoder_hash == card["sha256"] and model.config.dim == 32
