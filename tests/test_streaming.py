@@ -158,6 +158,21 @@ def test_mimi_carried_stream_past_the_attention_window_equals_whole_input(window
         assert float((audio - audio_reference).abs().max()) <= 1e-5 * peak, name
 
 
+def test_mimi_carried_stream_has_no_length_bound(windowed, one_thread):
+    """61 s (past the recompute engine's 60 s default bound, 1525 windows) in two pushes: the carried
+    engine takes it and gives the whole-input codes; the recompute engine refuses it in one line."""
+    tok, model = windowed
+    x = signal(61.0, 16)
+    s = tok.streaming()
+    codes = torch.cat(
+        [s.encoder.push(x[:732000]).codes, s.encoder.push(x[732000:]).codes, s.encoder.flush().codes], -1
+    )
+    with torch.inference_mode():
+        assert torch.equal(codes, model.encode(x[None, None], num_quantizers=8).audio_codes)
+    with pytest.raises(StreamingError, match="max_seconds=60"):
+        tok.streaming(engine="recompute").encoder.push(x)
+
+
 def test_mimi_carried_state_stops_growing_past_the_window(windowed, one_thread):
     """The carried state (caches, overlaps, buffers) grows while the attention window fills (2 frames)
     and then stays the same size however long the stream runs (here 40 frames)."""
