@@ -200,6 +200,11 @@ def test_tiny_training_writes_validation_and_a_loadable_decoder(tiny_cache, tmp_
     assert list((tmp_path / "run" / "val").glob("step000002_clip0_k8.wav"))
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert any("val/stoi_k8" in x for x in lines)
+    from slmtok.tokenizers.baselines.train_decoder import ship
+
+    shipped = ship(tmp_path / "run", "test", weights_dir=tmp_path)
+    assert shipped["sha256"] == card["sha256"] and shipped["status"] == "test"
+    assert (tmp_path / "mel-rvq-decoder.safetensors").read_bytes() == blob
     model, _ = load_decoder(tmp_path / "run" / "decoder.safetensors")
     tok = slmtok.load("mel-rvq", decoder_weights=tmp_path / "run" / "decoder.safetensors")
     assert tok.decoder_hash == card["sha256"] and model.config.dim == 32

@@ -11,7 +11,7 @@ whole-input analysis.
 The card hash covers what the tokens mean (mel settings + codebooks, and the Griffin-Lim iteration count
 as before), not the decoder: tokens made before the neural decoder existed, or with either decoder, decode
 with either one. The decoder in use is ``decoder_hash`` (sha256 of its weights file, or
-``"griffin-lim"``), shown in the card's description.
+``"griffin-lim"``); the card's description names the decoder.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ class MelRVQTokenizer(Tokenizer):
             path = Path(decoder_weights or DECODER_WEIGHTS)
             self.decoder, _ = load_decoder(path, device=self.device)
             self.decoder_hash = hashlib.sha256(path.read_bytes()).hexdigest()
-            described = f"a Vocos neural decoder (weights {self.decoder_hash[:12]})"
+            described = "a Vocos neural decoder"
         else:
             self.decoder_hash = "griffin-lim"
-            described = f"a Griffin-Lim decoder ({iters} iterations)"
+            described = "a Griffin-Lim decoder"
         n_max, size = self.codebooks.shape[:2]
         k = n_codebooks or n_max
         if not 1 <= k <= n_max:

@@ -7,8 +7,10 @@
 Each step samples ``batch_size`` segments of ``segment_frames`` frames (seeded by ``seed`` and the step
 number, so a resumed run draws the same batches), a codebook count per item (weights ``K_WEIGHTS``: 4 and 8
 most often), sums the first K centroids into log-mel frames, decodes them and takes multi-resolution
-log-mel and STFT losses against the original audio (no adversarial loss: see ``losses.py``'s docstring
-for why). Checkpoints (model + AdamW state, one safetensors file, written atomically) every
+log-mel and STFT losses against the original audio. No adversarial loss: on the one loaded CPU core the
+shipped run had, a step (batch 8 x 0.64 s) took 0.4-0.9 s; HiFi-GAN's MPD/MSD (``vocoders/training``)
+would at least triple that, leaving too few steps in a 95-minute budget for a GAN to pay off. On a GPU,
+adding them is the next improvement. Checkpoints (model + AdamW state, one safetensors file, written atomically) every
 ``--checkpoint-minutes`` and at the end; a killed run continues from the last one. Each checkpoint also
 writes validation metrics (log-mel distance and STOI against the original, K = 4 and 8, on validation
 clips of the training talkers), validation audio, and the decoder file ``decoder.safetensors`` (fp16)
