@@ -47,7 +47,8 @@ def site(tmp_path_factory):
             break
     items = load_corpus([f"real={root / 'corpus'}"])
     specs = parse_specs(
-        ["mulaw-8bit", "mfcc-km", "mel-rvq:n_codebooks=2,griffin_lim_iters=8"], slmtok.list_tokenizers()
+        ["mulaw-8bit", "mfcc-km", "mel-rvq:n_codebooks=2,decoder=griffin-lim,griffin_lim_iters=8"],
+        slmtok.list_tokenizers(),
     )
     Bench(items, root / "results", ScoreSettings(groups=("stoi", "si_sdr")), examples=1).run(specs)
     write_site(root / "results", root / "site", title="browser test")
@@ -73,9 +74,11 @@ def test_page_renders_sorts_and_embeds_audio(site, tmp_path):
     assert dom.count("<svg") >= 2
     body = dom.split("<tbody>")[1].split("</tbody>")[0]
     order = re.findall(r"<tr[^>]*><td>([^<]+)</td>", body)
-    assert order[:3] == ["mulaw-8bit", "mel-rvq:n_codebooks=2,griffin_lim_iters=8", "mfcc-km"], (
-        order
-    )  # STOI, best first
+    assert order[:3] == [
+        "mulaw-8bit",
+        "mel-rvq:n_codebooks=2,decoder=griffin-lim,griffin_lim_iters=8",
+        "mfcc-km",
+    ], order  # STOI, best first
     assert order[-1] == "original"  # no STOI: sorted last
     assert 'class="sorted-desc"' in dom and 'data-key="stoi"' in dom
     assert dom.count('src="data:audio/ogg;base64,') == 4
