@@ -31,7 +31,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TALKERS = ("fr", "it", "ru")
 MIN_SECONDS = 2.0
-VARIANTS = ("mel-rvq:n_codebooks=4", "mfcc-km:dedup=true")
+VARIANTS = (
+    "mel-rvq:n_codebooks=4",
+    "mel-rvq:decoder=griffin-lim",
+    "mel-rvq:n_codebooks=4,decoder=griffin-lim",
+    "mfcc-km:dedup=true",
+)
 #: (espeak-ng voice, sentence): everyday sentences that Whisper tiny.en transcribes well from espeak-ng
 #: (about 10 % WER; the Harvard sentences gave 40-60 %, too noisy a baseline to measure a codec by)
 SYNTHETIC = (

@@ -277,6 +277,7 @@ class Bench:
             "kind": card.kind,
             "card": card.to_dict(),
             "card_hash": card.hash,
+            "decoder_hash": getattr(tok, "decoder_hash", None),
             "sample_rate": card.sample_rate,
             "frame_rate": card.frame_rate,
             "codebook_sizes": list(card.codebook_sizes),
@@ -299,7 +300,7 @@ class Bench:
 
     def _bench_file(self, spec, tok, item, scorer, done, histograms, seconds) -> dict[str, Any]:
         wav, sr = self._read(item)
-        key = self._row_key(spec.key, tok.card.hash, item)
+        key = self._row_key(spec.key, _identity(tok), item)
         sizes = list(tok.max_codebook_sizes)
         try:
             with Timer(self.device) as t_enc, PeakMemory(self.device) as m_enc:
@@ -343,3 +344,10 @@ class Bench:
         row.update(scorer.score(item.id, reference, estimate, item.text))
         row["example"] = self._example(item, spec.key, estimate)
         return row
+
+
+def _identity(tok) -> str:
+    """What a cached row was made with: the card hash (the tokens' meaning) plus, for tokenizers whose
+    decoder can change without changing the tokens (``mel-rvq``'s neural decoder), the decoder's hash."""
+    decoder = getattr(tok, "decoder_hash", None)
+    return f"{tok.card.hash}+{decoder}" if decoder else tok.card.hash
