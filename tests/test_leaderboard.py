@@ -346,3 +346,15 @@ def test_bench_journal_symlink_is_refused(corpus, tmp_path):
     with pytest.raises(OutputError, match="symlink"):
         Bench(corpus, tmp_path / "out", ScoreSettings(groups=("si_sdr",)), examples=0).run(specs)
     assert victim.read_text() == '{"keep": "me"}\n'
+
+
+def test_rows_are_keyed_on_the_decoder_as_well_as_the_card():
+    """mel-rvq's decoders share a card hash (same tokens) but not audio: a resumed bench must not reuse
+    Griffin-Lim rows for the neural decoder, so the row identity includes ``decoder_hash``."""
+    from slmtok.leaderboard.runner import _identity
+
+    neural = slmtok.load("mel-rvq")
+    classic = slmtok.load("mel-rvq", decoder="griffin-lim")
+    assert neural.card.hash == classic.card.hash
+    assert _identity(neural) != _identity(classic)
+    assert _identity(slmtok.load("mulaw-8bit")) == slmtok.load("mulaw-8bit").card.hash
