@@ -95,10 +95,58 @@ def state_bytes(*objects) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ layers
-#: on the CPU, a transposed convolution over at most this many frames runs one frame per call: PyTorch
-#: 2.14's CPU ``conv_transpose1d`` took 45 ms for 2 frames of Mimi's 1024 -> 512 upsampling layer and
-#: 2.5 ms for 1 (one thread; 38-44 ms up to 8 frames, 13-16 ms at 12-16), the same sums in another order
-SPLIT_TRANSPOSED_STEPS = 8
+#: on the CPU, a convolution giving at most this many output steps runs as one matrix product
+#: (``F.linear`` on the unfolded input) and a transposed convolution over at most this many input steps
+#: as one matrix product and an overlap-add (``F.fold``). A streamed 80 ms frame is a few steps wide at
+#: the inner layers, where PyTorch 2.14's CPU convolutions are slow: its ``_slow_conv2d_forward`` took
+#: 10.6 ms for the encoder's 512 -> 1024 stride-8 layer on 24 steps (``F.linear``: 5.7 ms, the weight
+#: read once) and its ``conv_transpose1d`` 45-80 ms for 2 steps of the decoder's 1024 -> 512 layer (one
+#: product: 5 ms). Same sums; the order of the additions in the product may differ (float32 rounding).
+SMALL_STEPS = 32
+
+
+def conv1d(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for an unpadded ``nn.Conv1d`` on ``x [B, C, T]`` -> ``[B, O, T']``, as one matrix
+    product when few output steps ``T'`` are due on the CPU (``SMALL_STEPS``)."""
+    (k,), (stride,), (dilation,) = conv.kernel_size, conv.stride, conv.dilation
+    span = (k - 1) * dilation + 1
+    steps = (x.shape[-1] - span) // stride + 1
+    if (
+        x.device.type != "cpu"
+        or conv.groups != 1
+        or conv.padding != (0,)
+        or conv.padding_mode != "zeros"
+        or not 0 < steps <= SMALL_STEPS
+    ):
+        return conv(x)
+    cols = x.unfold(2, span, stride)  # [B, C, T', span]
+    if dilation > 1:
+        cols = cols[..., ::dilation]
+    b, c = x.shape[:2]
+    cols = cols.permute(0, 2, 1, 3).reshape(b, steps, c * k)  # [B, T', C * k]
+    weight = conv.weight.reshape(conv.out_channels, c * k)
+    return torch.nn.functional.linear(cols, weight, conv.bias).transpose(1, 2)
+
+
+def conv_transpose1d(conv: torch.nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for an unpadded ``nn.ConvTranspose1d`` on ``x [B, C, T]`` -> ``[B, O, (T - 1) * stride
+    + kernel]``, as one matrix product and an overlap-add when ``T <= SMALL_STEPS`` on the CPU."""
+    (k,), (stride,) = conv.kernel_size, conv.stride
+    b, c, steps = x.shape
+    if (
+        x.device.type != "cpu"
+        or conv.groups != 1
+        or conv.dilation != (1,)
+        or conv.padding != (0,)
+        or conv.output_padding != (0,)
+        or steps > SMALL_STEPS
+    ):
+        return conv(x)
+    cols = x.transpose(1, 2) @ conv.weight.reshape(c, conv.out_channels * k)  # [B, T, O * k]
+    y = torch.nn.functional.fold(
+        cols.transpose(1, 2), (1, (steps - 1) * stride + k), (1, k), stride=(1, stride)
+    ).reshape(b, conv.out_channels, -1)
+    return y if conv.bias is None else y + conv.bias[None, :, None]
 
 
 def conv_step(conv, x: torch.Tensor, cache, index: int, *, pad_right: bool = False) -> torch.Tensor:
@@ -109,17 +157,15 @@ def conv_step(conv, x: torch.Tensor, cache, index: int, *, pad_right: bool = Fal
     x = torch.cat([cache.update(x, index), x], dim=2)
     if extra > 0:
         x = conv._pad1d(x, (0, extra), mode=conv.pad_mode)
-    return conv.conv(x)
+    return conv1d(conv.conv, x)
 
 
 def transposed_step(conv, x: torch.Tensor, carry: dict, key: int) -> torch.Tensor:
     """One ``MimiConvTranspose1d`` (``trim_right_ratio`` 1) on the next frames ``x [B, C, T]`` -> the
     ``T * stride`` output samples they complete. The ``kernel - stride`` samples beyond them (without the
     bias, which their own frames add) wait in ``carry[key]`` and are added to the next call's first ones."""
-    steps, done = x.shape[-1], x.shape[-1] * conv.conv.stride[0]
-    if x.device.type == "cpu" and 1 < steps <= SPLIT_TRANSPOSED_STEPS:
-        return torch.cat([transposed_step(conv, x[..., i : i + 1], carry, key) for i in range(steps)], dim=-1)
-    y = conv.conv(x)  # [B, C', (T - 1) * stride + kernel]
+    done = x.shape[-1] * conv.conv.stride[0]
+    y = conv_transpose1d(conv.conv, x)  # [B, C', (T - 1) * stride + kernel]
     previous = carry.get(key)
     if previous is not None:
         y = torch.cat([y[..., : previous.shape[-1]] + previous, y[..., previous.shape[-1] :]], dim=-1)
@@ -206,6 +252,7 @@ class CarriedEncoder(EncoderBase):
         self._pending = torch.zeros(batch_size, tok.card.channels, 0)  # [B, C, < hop]
         self._states = [ItemEncoderState() for _ in range(batch_size)]
         self._ref = tok.ref
+        self._seanet_index: dict[int, int] | None = None  # id(MimiConv1d) -> its padding-cache layer
 
     @property
     def model(self):
@@ -251,33 +298,44 @@ class CarriedEncoder(EncoderBase):
         return self._tokens(torch.cat(codes), [n])
 
     def _encode_frames(self, wav: torch.Tensor, state: ItemEncoderState) -> torch.Tensor:
-        """``wav [1, C, F * hop]`` -> codes ``[1, K, F]`` through transformers' streaming ``encode``."""
-        out = self.model.encode(
-            wav.to(self.tok.device),
-            num_quantizers=self.n_codebooks,
-            padding_cache=state.padding_cache,
-            encoder_cache=state.encoder_cache,
-            use_streaming=True,
-        )
-        state.padding_cache, state.encoder_cache = out.padding_cache, out.encoder_cache
-        return out.audio_codes.cpu()
+        """``wav [1, C, F * hop]`` -> codes ``[1, K, F]``: the first call through transformers' streaming
+        ``encode`` (which builds the caches), the next ones layer by layer with the same caches."""
+        if state.padding_cache is None:
+            out = self.model.encode(
+                wav.to(self.tok.device),
+                num_quantizers=self.n_codebooks,
+                padding_cache=state.padding_cache,
+                encoder_cache=state.encoder_cache,
+                use_streaming=True,
+            )
+            state.padding_cache, state.encoder_cache = out.padding_cache, out.encoder_cache
+            return out.audio_codes.cpu()
+        return self._encode_layers(wav, state, pad_right=False)
 
     def _encode_partial(self, wav: torch.Tensor, state: ItemEncoderState) -> torch.Tensor:
         """``wav [1, C, n < hop]`` (the end of the input) -> codes ``[1, K, 1]``, as the whole input's
         last frame: the streaming modules with the end-of-input right padding."""
-        encoder = self.model.encoder
         if state.padding_cache is None:  # the whole input is shorter than one frame
             return self.model.encode(
                 wav.to(self.tok.device), num_quantizers=self.n_codebooks
             ).audio_codes.cpu()
-        conv_cls = _mimi_classes()[0]
-        convs = [m for m in encoder.encoder_seanet.modules() if isinstance(m, conv_cls)]
-        seanet = SeanetState(padding=state.padding_cache, index={id(m): int(m.layer_idx) for m in convs})
-        h = seanet_step(encoder.encoder_seanet.layers, wav.to(self.tok.device), seanet, pad_right=True)
+        return self._encode_layers(wav, state, pad_right=True)
+
+    def _encode_layers(self, wav: torch.Tensor, state: ItemEncoderState, *, pad_right: bool) -> torch.Tensor:
+        """``wav [1, C, T]`` -> codes ``[1, K, F]`` through the encoder's modules one at a time, as
+        ``MimiEncoderModel.forward`` runs them, with the carried caches (and, with ``pad_right``, the
+        right padding of the end of a whole input)."""
+        encoder = self.model.encoder
+        if self._seanet_index is None:
+            conv_cls = _mimi_classes()[0]
+            convs = [m for m in encoder.encoder_seanet.modules() if isinstance(m, conv_cls)]
+            self._seanet_index = {id(m): int(m.layer_idx) for m in convs}
+        seanet = SeanetState(padding=state.padding_cache, index=self._seanet_index)
+        h = seanet_step(encoder.encoder_seanet.layers, wav.to(self.tok.device), seanet, pad_right=pad_right)
         h = encoder.encoder_transformer(h.transpose(1, 2), cache=state.encoder_cache, use_cache=True)
         h = h.last_hidden_state.transpose(1, 2)
         down = encoder.downsample
-        latents = conv_step(down, h, state.padding_cache, int(down.layer_idx), pad_right=True)
+        latents = conv_step(down, h, state.padding_cache, int(down.layer_idx), pad_right=pad_right)
         return self.model.quantizer.encode(latents, self.n_codebooks).transpose(0, 1).cpu()
 
     def _tokens(self, codes: torch.Tensor, samples: list[int]) -> Tokens:

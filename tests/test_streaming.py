@@ -373,3 +373,37 @@ def test_stream_resynth_cli_reports_latency(mimi, mimi_folder, tmp_path, capsys)
     torch.testing.assert_close(wav, reference, rtol=0, atol=2 / 32768)
     assert main(["stream-resynth", str(tmp_path / "missing.wav"), "-o", str(out)]) == 1
     assert "slmtok: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "kernel", "stride", "dilation", "steps", "bias"),
+    [
+        (12, 20, 16, 8, 1, 4, True),  # strided, as the encoder's downsampling layers
+        (9, 7, 7, 1, 1, 40, False),
+        (5, 6, 3, 1, 2, 3, True),  # dilated
+        (4, 3, 2, 1, 1, 1, True),  # a single output step
+        (6, 5, 3, 1, 1, 200, True),  # more steps than SMALL_STEPS: torch's own path
+    ],
+)
+def test_small_convolutions_as_matrix_products_equal_torch(
+    one_thread, cin, cout, kernel, stride, dilation, steps, bias
+):
+    """The carried engine's ``conv1d`` / ``conv_transpose1d`` (one matrix product when few steps are due)
+    against ``torch.nn.Conv1d`` / ``ConvTranspose1d`` themselves: same shape, float32 rounding apart."""
+    from slmtok.codecs.mimi_streaming import conv1d, conv_transpose1d
+
+    torch.manual_seed(steps)
+    conv = torch.nn.Conv1d(cin, cout, kernel, stride=stride, dilation=dilation, bias=bias)
+    x = torch.randn(2, cin, (steps - 1) * stride + (kernel - 1) * dilation + 1)
+    with torch.inference_mode():
+        expected, got = conv(x), conv1d(conv, x)
+    assert got.shape == expected.shape == (2, cout, steps)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+    if dilation == 1:
+        transposed = torch.nn.ConvTranspose1d(cin, cout, kernel, stride=stride, bias=bias)
+        x = torch.randn(2, cin, steps)
+        with torch.inference_mode():
+            expected, got = transposed(x), conv_transpose1d(transposed, x)
+        assert got.shape == expected.shape == (2, cout, (steps - 1) * stride + kernel)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
