@@ -18,9 +18,10 @@ each chunk's codes decoded at once (encode + decode latency per chunk).
   estimated by interpolating those latencies linearly over every chunk (``estimated``: true).
 
 Results: ``benchmarks/results/streaming.json`` (written atomically after every row), with the command,
-the machine and its load average.
+the machine and its load average; each row also records its own command and stream length, and
+``--merge`` keeps the earlier rows a run does not redo (e.g. re-measuring only Mimi's carried engine).
 
-    python benchmarks/streaming.py [--seconds 30] [--chunk-ms 80] [--threads 1 2]
+    python benchmarks/streaming.py [--seconds 30] [--chunk-ms 80] [--threads 1 2] [--merge]
 """
 
 from __future__ import annotations
@@ -169,6 +170,11 @@ def main() -> None:
         "--note", default="", help="free text stored in the results (e.g. the machine's load)"
     )
     parser.add_argument("-o", "--output", default=str(RESULTS))
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the output's rows that this run does not redo (other tokenizer, threads or engine)",
+    )
     args = parser.parse_args()
     report = {
         "command": "python benchmarks/streaming.py " + " ".join(sys.argv[1:]),
@@ -181,6 +187,8 @@ def main() -> None:
         "load_average_at_start": os.getloadavg(),
         "rows": [],
     }
+    if args.merge and Path(args.output).exists():
+        report["rows"] = kept_rows(json.loads(Path(args.output).read_text()), args)
     with tempfile.TemporaryDirectory() as tmp:
         toks = {}
         if "mimi" in args.tokenizers:
@@ -205,12 +213,28 @@ def main() -> None:
                     positions = [p for p in args.recompute_at if p <= args.seconds]
                     row.update(run_recompute(tok, x, args.chunk_ms, positions))
                 row["load_average"] = os.getloadavg()
+                row.update(command=report["command"], seconds=args.seconds)
                 report["rows"].append(row)
                 print(json.dumps(row))
                 write(Path(args.output), report)  # after every row: a cut-short run keeps its rows
         finally:
             torch.set_num_threads(before)
     print(f"wrote {args.output}")
+
+
+def kept_rows(previous: dict, args) -> list[dict]:
+    """Rows of an earlier results file that this run does not redo, each labelled with the command and
+    stream length that produced it."""
+    redo = set(itertools.product(args.tokenizers, args.threads, args.engines))
+    return [
+        {
+            **row,
+            "command": row.get("command", previous["command"]),
+            "seconds": row.get("seconds", previous["seconds"]),
+        }
+        for row in previous["rows"]
+        if (row["tokenizer"], row["threads"], row["engine"]) not in redo
+    ]
 
 
 def write(out: Path, report: dict) -> None:
