@@ -28,6 +28,13 @@ adds the overlap its previous call left beyond the samples it emitted (overlap-a
 transposed convolution). The audio equals ``MimiModel.decode`` of the whole codes within float32
 rounding (sums in another order).
 
+**Speed.** After its first frame the encoder runs layer by layer too (the same caches, as ``flush``
+does), so both halves take ``conv1d`` / ``conv_transpose1d`` below: a convolution with few output steps
+(the inner layers of an 80 ms frame) as one matrix product, where PyTorch's CPU convolutions were slow.
+One 80 ms frame, full-size Mimi, one thread, 2-core AMD EPYC shared with other jobs: 66-80 ms of CPU
+(86-93 ms before), of which the two transformers about 45 ms (``nn.Linear`` on 2 positions reads
+~200 MB of weights per frame) and the SEANet stacks about 30 ms (``benchmarks/streaming.py``).
+
 Only the configuration transformers' streaming supports is taken: causal convolutions, no convolutional
 shortcut, ``trim_right_ratio`` 1 (the published Mimi);
 ``carried_refusal`` gives the reason otherwise and ``engine="auto"`` then recomputes.
