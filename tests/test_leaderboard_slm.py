@@ -60,7 +60,8 @@ def test_factor_scores_clip_and_leave_out_what_was_not_measured():
 
 
 def test_committed_version_1_results_still_load():
-    summary, rows, _ = read_results(COMMITTED)
+    """A copy of the leaderboard results as committed before the SLM suite (schema version 1)."""
+    summary, rows, _ = read_results(ROOT / "tests" / "data" / "leaderboard_v1")
     assert summary["version"] == 1 and suite_of(summary) == "resynthesis" and rows
 
 
