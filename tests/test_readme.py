@@ -96,3 +96,22 @@ def test_fuzz_and_kill_figures_are_the_committed_results():
     for key in ("lost", "duplicated", "mismatched", "orphaned_temps", "model_ne_checkpoint", "failed_reruns"):
         assert all(row[key] == 0 for row in kill["results"]), key
     assert f"({kills.pop()} kills each" in readme and kill["command"].removeprefix("benchmarks/") in readme
+
+
+def test_streaming_figures_are_the_committed_results():
+    """The README's Mimi streaming figures are the 1-thread carried row (and the estimated recompute rows)
+    of benchmarks/results/streaming.json."""
+    import json
+
+    rows = json.loads((ROOT / "benchmarks" / "results" / "streaming.json").read_text())["rows"]
+    carried = next(r for r in rows if (r["tokenizer"], r["engine"], r["threads"]) == ("mimi", "carried", 1))
+    readme = _flat(README)
+    assert carried["keeps_up"] and "keeps up with real time on one core" in readme
+    assert (
+        f"median chunk latency {carried['latency_median_ms']:.0f} ms, p95 {carried['latency_p95_ms']:.0f} ms"
+        in readme
+    )
+    assert f"{carried['cpu_real_time_factor']:.2f} CPU seconds per audio second" in readme
+    for name, figure in (("mimi", "152 (Mimi)"), ("encodec-24khz", "109 (EnCodec)")):
+        row = next(r for r in rows if (r["tokenizer"], r["engine"], r["threads"]) == (name, "recompute", 1))
+        assert row["estimated"] and figure.startswith(f"{row['real_time_factor']:.0f} ") and figure in readme
