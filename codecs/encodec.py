@@ -29,6 +29,13 @@ its context: the LSTM state is rebuilt from 5 s of audio instead of the whole pa
 differ from a whole-input encode near a core start. 48 kHz segments are independent by design, so its
 chunked codes are exactly the whole-input codes.
 
+**Streaming (24 kHz).** A stream holds back its first ``warmup_frames`` frames (7, ~93 ms): the causal
+convolutions pad on the left by reflection, so near the start an output reads a few frames *ahead*
+(the last convolution, kernel 7 at 75 Hz, makes frame 0 read latent frame 6), and a shorter prefix's
+first codes are not the whole input's (latents off by ~0.1). ``warmup_frames`` derives the count from
+the layers. Past it, a prefix's codes differ from the whole input's only at oneDNN near-ties (its
+convolutions round ~1e-7 differently at other widths); with oneDNN off they are equal.
+
 **Vocos.** ``vocoder="vocos"`` (24 kHz only) decodes the codes with Vocos (``charactr/vocos-encodec-24khz``,
 ``slmtok.vocoders.vocos_encodec``) instead of EnCodec's decoder; ``vocoder=FOLDER`` loads a local copy in
 the published layout. Encoding and the codes are unchanged; the card hash covers the Vocos weights too,
@@ -131,6 +138,43 @@ def build_model(variant: str, arch: dict[str, int]):
     return model.eval()
 
 
+def _reach(module: torch.nn.Module, m: int) -> int:
+    """The last input index that outputs ``0..m`` of an encoder layer read (``>= m`` for a causal layer
+    whose reflect padding reads ahead near the start)."""
+    from encodec.modules import conv, lstm, seanet
+
+    if isinstance(module, torch.nn.Sequential):
+        for layer in reversed(module):
+            m = _reach(layer, m)
+        return m
+    if isinstance(module, seanet.SEANetResnetBlock):
+        return max(_reach(module.block, m), _reach(module.shortcut, m))
+    if isinstance(module, conv.SConv1d):
+        c = module.conv.conv
+        (k,), (s,), (d,) = c.kernel_size, c.stride, c.dilation
+        if not module.causal:
+            raise ValueError("warm-up frames are defined for causal EnCodec only")
+        pad = (k - 1) * d - (s - 1)
+        reflect = module.pad_mode == "reflect"
+        taps = (q - pad for i in range(m + 1) for q in range(i * s, i * s + (k - 1) * d + 1, d))
+        return max(0, *(abs(j) if reflect else j for j in taps))
+    if isinstance(module, (lstm.SLSTM, torch.nn.ELU, torch.nn.Identity)):
+        return m
+    raise TypeError(f"no reach rule for EnCodec layer {type(module).__name__}")
+
+
+def warmup_frames(encoder: torch.nn.Module, hop: int, limit: int = 1000) -> int:
+    """The fewest frames ``f`` of input whose codes are the whole input's codes of frames ``0..f-1``.
+
+    A causal SEANet encoder pads each convolution on the left by reflection, so near the start an
+    output reads a few inputs *ahead* (EnCodec 24 kHz's last convolution, kernel 7 at 75 Hz, makes
+    frame 0 read latent frame 6): frames ``< f`` are final only once ``f`` frames of input arrived."""
+    for f in range(1, limit):
+        if _reach(encoder.model, f - 1) < f * hop:
+            return f
+    raise ValueError(f"encoder reads more than {limit} frames ahead at the start")
+
+
 class EncodecTokenizer(ChunkedCodec):
     """EnCodec behind the ``Tokenizer`` interface. Build with ``slmtok.load("encodec-24khz", ...)``.
 
@@ -214,6 +258,8 @@ class EncodecTokenizer(ChunkedCodec):
         # 24 kHz streams (``tok.streaming()``), but not with Vocos: its decoder looks ahead
         self.causal, self.lookahead = self.variant.causal and self.vocoder is None, 0
         self.hop = int(math.prod(model.encoder.ratios))
+        #: frames a stream holds back at its start (``warmup_frames``): 7 for 24 kHz, ~93 ms
+        self.warmup_frames = warmup_frames(model.encoder, self.hop) if self.variant.causal else 0
         if self.variant.segment is not None:
             self.segment_length = int(self.variant.segment * self.variant.sample_rate)
             self.segment_stride = max(1, int((1 - model.overlap) * self.segment_length))

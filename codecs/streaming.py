@@ -139,6 +139,8 @@ class StreamingEncoder(EncoderBase):
         if not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
             raise StreamingError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
         self.lookahead = int(getattr(tok, "lookahead", 0))
+        #: frames held back at the start: until then, reflect padding reads ahead (EnCodec, 7 frames)
+        self.warmup = int(getattr(tok, "warmup_frames", 0))
         self.max_samples = int(max_seconds * tok.card.sample_rate)
         self.max_seconds = float(max_seconds)
         self._buffer = torch.zeros(batch_size, tok.card.channels, 0)  # [B, C, n] at the card's rate
@@ -160,6 +162,7 @@ class StreamingEncoder(EncoderBase):
             )
         self._buffer = torch.cat([self._buffer, x], dim=-1)
         final = max(0, (self.samples - self.lookahead) // self.hop)
+        final = final if final >= self.warmup else 0
         if final <= self._emitted:
             return self._empty()
         tokens = self._encode(self._buffer[..., : final * self.hop])
