@@ -43,7 +43,6 @@ from slmtok.codecs.base import SampleTrimmedCodec
 from slmtok.codecs.loading import CheckpointError
 from slmtok.codecs.transformers_codec import load_pretrained, read_config, resolve_folder
 from slmtok.codecs.xcodec2 import Xcodec2Tokenizer
-from slmtok.errors import CodesError
 from slmtok.tokenizer import content_hash
 from slmtok.types import TokenizerCard
 
@@ -61,6 +60,8 @@ class NeuCodecTokenizer(Xcodec2Tokenizer):
         trust: accepted for symmetry with the other codecs (safetensors never needs it).
     """
 
+    NAME = "neucodec"
+
     def __init__(
         self,
         *,
@@ -72,7 +73,7 @@ class NeuCodecTokenizer(Xcodec2Tokenizer):
     ) -> None:
         from transformers import NeuCodecFeatureExtractor, NeuCodecModel
 
-        name = "neucodec"
+        name = self.NAME
         source = resolve_folder(name, checkpoint=checkpoint, card=card, trust=trust)
         SampleTrimmedCodec.__init__(self, device=device, load_options=dict(source.options))
         config = read_config(source.paths["config"], source.label, MODEL_TYPE, "NeuCodec")
@@ -110,11 +111,6 @@ class NeuCodecTokenizer(Xcodec2Tokenizer):
             ),
             hash=content_hash({"tokenizer": name, **config}, model.state_dict()),
         )
-
-    @staticmethod
-    def _check_n_codebooks_value(k: int) -> None:
-        if k != 1:
-            raise CodesError(f"neucodec n_codebooks must be 1 (one FSQ codebook), got {k}")
 
     def frames_for(self, n_samples: int) -> int:
         """Frames for ``n_samples`` input samples: ``n // 320`` (transformers), one below 320 samples

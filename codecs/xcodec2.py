@@ -56,6 +56,7 @@ class Xcodec2Tokenizer(SampleTrimmedCodec):
         trust: accepted for symmetry with the other codecs (safetensors never needs it).
     """
 
+    NAME = "xcodec2"
     default_codebooks = 1
     chunk_frames = 3000  # 60 s at 50 Hz
     encode_context = decode_context = 250  # 5 s
@@ -73,7 +74,7 @@ class Xcodec2Tokenizer(SampleTrimmedCodec):
     ) -> None:
         from transformers import Xcodec2FeatureExtractor
 
-        name = "xcodec2"
+        name = self.NAME
         source = resolve_folder(name, checkpoint=checkpoint, card=card, trust=trust)
         super().__init__(device=device, load_options=dict(source.options))
         from transformers import Xcodec2Model
@@ -106,10 +107,9 @@ class Xcodec2Tokenizer(SampleTrimmedCodec):
             hash=content_hash({"tokenizer": name, **config}, model.state_dict()),
         )
 
-    @staticmethod
-    def _check_n_codebooks_value(k: int) -> None:
+    def _check_n_codebooks_value(self, k: int) -> None:
         if k != 1:
-            raise CodesError(f"xcodec2 n_codebooks must be 1 (one FSQ codebook), got {k}")
+            raise CodesError(f"{self.NAME} n_codebooks must be 1 (one FSQ codebook), got {k}")
 
     def frames_for(self, n_samples: int) -> int:
         """Frames transformers gives for ``n_samples`` samples: ``n // 320 + 1`` (one zero sample appended,

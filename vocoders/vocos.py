@@ -116,12 +116,16 @@ def load_vocos(
     offline: bool | None = None,
 ) -> VocosMel:
     """Registry factory of ``vocos``: ``checkpoint`` folder, else the card's files from the slmtok cache."""
-    if checkpoint is None:
-        from slmtok import hub
+    return VocosMel.load(checkpoint or card_folder(card, offline=offline), device=device)
 
-        config = Path(hub.fetch(card, "config", offline=offline))
-        weights = Path(hub.fetch(card, "weights", offline=offline))
-        if config.parent != weights.parent or config.name != CONFIG_NAME or weights.name != WEIGHTS_NAME:
-            raise SlmtokError(f"hub card {card}: needs {CONFIG_NAME} and {WEIGHTS_NAME} in one cache folder")
-        checkpoint = config.parent
-    return VocosMel.load(checkpoint, device=device)
+
+def card_folder(card: str | os.PathLike, *, offline: bool | None = None) -> Path:
+    """The cache folder holding a Vocos hub card's ``config.yaml`` and ``pytorch_model.bin`` (fetched if
+    needed): the layout every published Vocos checkpoint has."""
+    from slmtok import hub
+
+    config = Path(hub.fetch(card, "config", offline=offline))
+    weights = Path(hub.fetch(card, "weights", offline=offline))
+    if config.parent != weights.parent or config.name != CONFIG_NAME or weights.name != WEIGHTS_NAME:
+        raise SlmtokError(f"hub card {card}: needs {CONFIG_NAME} and {WEIGHTS_NAME} in one cache folder")
+    return config.parent

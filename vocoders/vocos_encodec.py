@@ -268,12 +268,6 @@ def load_vocos_encodec(
     offline: bool | None = None,
 ) -> VocosEncodec:
     """Registry factory of ``vocos-encodec``: ``checkpoint`` folder, else the card's files from the cache."""
-    if checkpoint is None:
-        from slmtok import hub
+    from slmtok.vocoders.vocos import card_folder
 
-        config = Path(hub.fetch(card, "config", offline=offline))
-        weights = Path(hub.fetch(card, "weights", offline=offline))
-        if config.parent != weights.parent or config.name != CONFIG_NAME or weights.name != WEIGHTS_NAME:
-            raise SlmtokError(f"hub card {card}: needs {CONFIG_NAME} and {WEIGHTS_NAME} in one cache folder")
-        checkpoint = config.parent
-    return VocosEncodec.load(checkpoint, device=device)
+    return VocosEncodec.load(checkpoint or card_folder(card, offline=offline), device=device)
