@@ -19,9 +19,13 @@ the call the upstream ``set_target_bandwidth`` selects, without ever setting a b
 padded, normalised and quantised exactly as alone (its own reflection and extra padding), and each item
 runs alone at a canonical width (24 kHz: its length rounded up to 15 frames; 48 kHz: the segment's own
 width) on one intra-op thread, items in parallel, so its codes are the same bits alone or in any batch
-(``ChunkedCodec``). Against upstream on one torch thread the codes are equal, bit for bit (the tests
-check 0 differing frames); with upstream on more threads, its own rounding changes with the thread
-count, and a code can differ where two codewords are equidistant to ~1e-7 (a near-tie).
+(``ChunkedCodec``). 48 kHz: against upstream on one torch thread the codes are equal, bit for bit (the
+tests check 0 differing frames); with upstream on more threads, its own rounding changes with the thread
+count, and a code can differ where two codewords are equidistant to ~1e-7 (a near-tie). 24 kHz: the
+encoder runs on position-stable CPU kernels (``slmtok.codecs.stable``, see Streaming), the same sums in
+another order, so against upstream a code can differ at such near-ties (2 of 165 frames at 8 kHz input
+and none at 16 or 44.1 kHz on the published-size random-weight model; the parity tests check that
+every differing code is a near-tie).
 
 **Long input.** 24 kHz items longer than 60 s are encoded in 60 s cores with 5 s of audio context on each
 side (``ChunkedCodec``). The encoder is causal, so a core's frames see the true past only as far back as
@@ -33,8 +37,13 @@ chunked codes are exactly the whole-input codes.
 convolutions pad on the left by reflection, so near the start an output reads a few frames *ahead*
 (the last convolution, kernel 7 at 75 Hz, makes frame 0 read latent frame 6), and a shorter prefix's
 first codes are not the whole input's (latents off by ~0.1). ``warmup_frames`` derives the count from
-the layers. Past it, a prefix's codes differ from the whole input's only at oneDNN near-ties (its
-convolutions round ~1e-7 differently at other widths); with oneDNN off they are equal.
+the layers. Past it, a prefix's codes are the whole input's, bit for bit, for any chunking: on the CPU
+the encoder's convolutions, ELUs and LSTM and the quantizer run on position-stable kernels
+(``slmtok.codecs.stable``), whose rounding of a time step does not depend on the input's width (with
+PyTorch's own kernels, oneDNN and ATen round a prefix's last frames differently: 2 of 1239 streamed frames
+flipped at near-ties). Cost: a 24 kHz encode takes ~1.3x the CPU time of PyTorch's kernels (the LSTM runs
+step by step; ``benchmarks/codecs_speed.py``). On CUDA the encoder keeps PyTorch's kernels and a stream
+is exact only up to such near-ties.
 
 **Vocos.** ``vocoder="vocos"`` (24 kHz only) decodes the codes with Vocos (``charactr/vocos-encodec-24khz``,
 ``slmtok.vocoders.vocos_encodec``) instead of EnCodec's decoder; ``vocoder=FOLDER`` loads a local copy in
@@ -63,7 +72,7 @@ from typing import Any
 import torch
 
 from slmtok.batching import pad_stack
-from slmtok.codecs import hf_format, ragged
+from slmtok.codecs import hf_format, ragged, stable
 from slmtok.codecs.base import ChunkedCodec
 from slmtok.codecs.loading import CheckpointError, CodecSource, check_inited, fold_weight_norm, resolve_source
 from slmtok.errors import CodesError, SlmtokError, TokenizerMismatchError
@@ -327,9 +336,20 @@ class EncodecTokenizer(ChunkedCodec):
 
     # -------------------------------------------------------------------------------- 24 kHz pieces
     def encode_pieces(self, wav, lengths, n_codebooks):
-        emb, frames = ragged.run(self.model.encoder, wav, lengths)
-        codes = self.model.quantizer.vq.encode(emb, n_q=n_codebooks)  # [K, N, T']
-        return codes.transpose(0, 1), frames
+        if not self.variant.causal:
+            emb, frames = ragged.run(self.model.encoder, wav, lengths)
+            codes = self.model.quantizer.vq.encode(emb, n_q=n_codebooks)  # [K, N, T']
+            return codes.transpose(0, 1), frames
+        # causal (24 kHz): CPU kernels whose rounding does not depend on the width, so a prefix's
+        # codes are the whole input's (streaming, ``slmtok.codecs.stable``)
+        with ragged.position_stable():
+            emb, frames = ragged.run(self.model.encoder, wav, lengths)
+        if emb.device.type != "cpu":
+            return self.model.quantizer.vq.encode(emb, n_q=n_codebooks).transpose(0, 1), frames
+        codes = stable.tiled(
+            lambda e: self.model.quantizer.vq.encode(e, n_q=n_codebooks).transpose(0, 1), emb
+        )
+        return codes, frames
 
     def decode_pieces(self, codes, lengths):
         if self.vocoder is not None:  # each item alone at its own length

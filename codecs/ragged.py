@@ -20,10 +20,14 @@ A kernel's rounding can also depend on how many threads split it. ``ChunkedCodec
 each item on its own by default (``B == 1``, one intra-op thread, items in parallel on a thread pool) at
 a *canonical width* that depends only on its own length: an item meets exactly the same shapes and
 kernels alone or in any batch, so its codes are the same bits. Stacking several items in one call (``stack_batches``, the
-default on CUDA) gives each item its own values but only promises equality up to that rounding.
+default on CUDA) gives each item its own values but only promises equality up to that rounding. Within
+``position_stable()`` (EnCodec 24 kHz's encoder) the CPU convolutions, element-wise layers and LSTMs of
+``slmtok.codecs.stable`` also make a time step's bits independent of the width, so a prefix's first
+frames equal the whole input's (streaming).
 
 Versus the upstream package called on the unpadded item (on one torch thread), the codes are equal: the
-parity tests require 0 differing frames; latents at another width can differ by rounding, so a code
+parity tests require 0 differing frames (EnCodec 24 kHz, on position-stable kernels: differing frames
+only at verified near-ties); latents at another width can differ by rounding, so a code
 could flip only where two codewords are equidistant to ~1e-7. An item at its own width (EnCodec 48 kHz
 segments, which have no canonical padding) meets upstream's shapes exactly, and its codes and audio are
 upstream's bit for bit. Upstream on more threads rounds differently by itself (near-ties of its own).
@@ -33,14 +37,17 @@ Shapes: ``x`` is ``[B, C, W]`` float, ``lengths`` a list of ``B`` ints, each ``<
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+
+from slmtok.codecs import stable
 
 Rule = Callable[[nn.Module, torch.Tensor, list[int]], tuple[torch.Tensor, list[int]]]
 RULES: dict[type, Rule] = {}
@@ -51,6 +58,25 @@ _POINTWISE: set[type] = {nn.Identity, nn.Tanh}
 _POINTWISE_ROWS: set[type] = {nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.PReLU}
 
 
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def position_stable() -> Iterator[None]:
+    """Within this block (this thread only), SEANet convolutions, element-wise layers and LSTMs run on
+    CPU kernels of ``slmtok.codecs.stable``, whose rounding of a time step does not depend on the width."""
+    before = getattr(_STATE, "stable", False)
+    _STATE.stable = True
+    try:
+        yield
+    finally:
+        _STATE.stable = before
+
+
+def _stable(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and getattr(_STATE, "stable", False)
+
+
 def run(module: nn.Module, x: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, list[int]]:
     """Apply ``module`` to each item of ``x [B, C, W]`` as if alone; return ``(y [B, C', W'], lengths')``."""
     _load_rules()
@@ -58,7 +84,7 @@ def run(module: nn.Module, x: torch.Tensor, lengths: list[int]) -> tuple[torch.T
         if cls in _POINTWISE:
             return module(x), lengths
         if cls in _POINTWISE_ROWS:
-            return _rows(module, x), lengths
+            return (stable.pointwise(module, x) if _stable(x) else _rows(module, x)), lengths
         rule = RULES.get(cls)
         if rule is not None:
             return rule(module, x, lengths)
@@ -154,7 +180,8 @@ def _seanet_conv1d(module: nn.Module, x, lengths):
     items = [padded(x[i : i + 1, :, :n]) for i, n in enumerate(lengths)]
     full = padded(x.new_zeros((1, 1, x.shape[-1]))).shape[-1]  # what a full-width item pads to
     out_lengths = [(t.shape[-1] - d * (k - 1) - 1) // s + 1 for t in items]
-    y = conv(stack_items(items, full))
+    stacked = stack_items(items, full)
+    y = stable.conv1d(conv, stacked) if _stable(x) else conv(stacked)
     return _groupnorm_items(module.conv.norm, y, out_lengths), out_lengths
 
 
@@ -209,7 +236,10 @@ def _seanet_lstm(module: nn.Module, x, lengths):
     bidirectional); a unidirectional LSTM never reads past an item's end, a backward one starts there."""
     seq = x.permute(2, 0, 1)  # [W, B, C]
     bidirectional = getattr(module, "bidirectional", False)
-    y = lstm_ragged(module.lstm, seq, lengths) if bidirectional else module.lstm(seq)[0]
+    if bidirectional:
+        y = lstm_ragged(module.lstm, seq, lengths)
+    else:
+        y = stable.lstm(module.lstm, seq) if _stable(x) else module.lstm(seq)[0]
     if getattr(module, "skip", True):
         y = y + (seq.repeat(1, 1, 2) if bidirectional else seq)
     return y.permute(1, 2, 0), lengths

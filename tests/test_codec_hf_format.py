@@ -12,7 +12,9 @@ References, never slmtok's own code:
   architecture written out in this file, holding the folder's weights under the names slmtok's mapping
   (``codecs.hf_format``) gives them: the reference is the upstream package, the key mapping is slmtok's.
 
-Condition: torch on one thread (the shared ``one_thread`` fixture); codes must be equal at every frame.
+Condition: torch on one thread (the shared ``one_thread`` fixture). DAC codes must be equal at every frame;
+EnCodec 24 kHz codes too except at verified near-ties (its encoder runs on position-stable kernels, so that
+a stream's codes are the whole input's: ``slmtok.codecs.stable``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,19 @@ def upstream_encodec(folder):
     return model.eval()
 
 
+def assert_transformers_codes(codes: torch.Tensor, reference: torch.Tensor, model, x: torch.Tensor) -> None:
+    """slmtok's EnCodec 24 kHz codes ``[K, T]`` against transformers' for the model input ``x [1, 1, T]``:
+    equal except at near-ties of transformers' own latent (slmtok's encoder runs on position-stable
+    kernels, ``slmtok.codecs.stable``: other rounding; ``test_codec_parity.assert_only_near_ties``), and
+    those at most 5 % of the frames (measured: up to 4 of 128 on this tiny model, whose 32-d latents put
+    many codewords near each other). A wrong key mapping changes nearly every frame."""
+    with torch.inference_mode():
+        latent = model.encoder(x)[0]
+    books = [layer.codebook.embed for layer in model.quantizer.layers]
+    ties = parity.assert_only_near_ties(codes, reference, parity.euclidean_gap(latent, books, reference))
+    assert ties <= 0.05 * codes.shape[-1]
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_encodec_hf_folder_codes_equal_transformers(encodec_tok, hf_encodec, utterances):
     assert encodec_tok.card.max_codebooks == 32 and encodec_tok.card.frame_rate == 75
@@ -126,11 +141,12 @@ def test_encodec_hf_folder_codes_equal_transformers(encodec_tok, hf_encodec, utt
     for i, rate in enumerate(RATES):
         wav = resample(utterances[i], 16000, rate)
         for k, bandwidth in ((2, 1.5), (8, 6.0), (32, 24.0)):
+            x = model_input(encodec_tok, wav, rate)
             with torch.inference_mode():
-                reference = hf_encodec.encode(model_input(encodec_tok, wav, rate), bandwidth=bandwidth)
+                reference = hf_encodec.encode(x, bandwidth=bandwidth)
             codes = encodec_tok.encode(wav, rate, n_codebooks=k).codes[0]
             assert codes.shape == reference.audio_codes[0, 0].shape
-            assert torch.equal(codes, reference.audio_codes[0, 0])
+            assert_transformers_codes(codes, reference.audio_codes[0, 0], hf_encodec, x)
             seen |= set(codes.flatten().tolist())
     assert len(seen) > 200  # real, varied codes (not all one codeword)
     # a padded batch gives every item the codes transformers gives it alone
@@ -141,7 +157,10 @@ def test_encodec_hf_folder_codes_equal_transformers(encodec_tok, hf_encodec, utt
     for i, x in enumerate(utterances):
         with torch.inference_mode():
             reference = hf_encodec.encode(model_input(encodec_tok, x, 16000), bandwidth=6.0).audio_codes
-        assert torch.equal(tokens.item(i), reference[0, 0])
+        assert torch.equal(tokens.item(i), encodec_tok.encode(x, 16000).codes[0])  # batch == alone
+        assert_transformers_codes(
+            tokens.item(i), reference[0, 0], hf_encodec, model_input(encodec_tok, x, 16000)
+        )
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -151,9 +170,17 @@ def test_encodec_hf_folder_codes_equal_the_encodec_package(encodec_tok, encodec_
         wav = resample(utterances[i], 16000, rate)
         for k, bandwidth in ((2, 1.5), (32, 24.0)):
             model.set_target_bandwidth(bandwidth)
+            x = model_input(encodec_tok, wav, rate)
             with torch.inference_mode():
-                (reference, _scale), *_ = model.encode(model_input(encodec_tok, wav, rate))
-            assert torch.equal(encodec_tok.encode(wav, rate, n_codebooks=k).codes, reference)
+                (reference, _scale), *_ = model.encode(x)
+                latent = model.encoder(x)[0]
+            codes = encodec_tok.encode(wav, rate, n_codebooks=k).codes
+            assert codes.shape == reference.shape
+            books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+            ties = parity.assert_only_near_ties(
+                codes[0], reference[0], parity.euclidean_gap(latent, books, reference[0])
+            )
+            assert ties <= 0.05 * codes.shape[-1]
 
 
 def test_encodec_classic_weight_norm_names_and_card_load_the_same(

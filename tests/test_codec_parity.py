@@ -77,6 +77,26 @@ def assert_same_codes(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     assert not frames, f"{len(frames)} of {ours.shape[-1]} frames differ from upstream (first: {frames[:5]})"
 
 
+def assert_only_near_ties(ours: torch.Tensor, theirs: torch.Tensor, gap) -> int:
+    """``ours``/``theirs`` ``[K, T]``: equal except where upstream's decision was a near-tie.
+
+    slmtok's EnCodec 24 kHz encoder runs on position-stable kernels (``slmtok.codecs.stable``: the same
+    sums as upstream's kernels, in another order), so a latent can differ from upstream's by float32
+    rounding (~1e-7) and flip a decision between two codewords that are that close to equidistant (later
+    codebooks at that frame then follow from another residual). At each differing frame, the first
+    differing codebook ``q`` must be such a near-tie: ``gap(t, q, theirs, ours)`` below 1e-5 (see
+    ``assert_only_thread_near_ties``). Returns the number of differing frames."""
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    frames = (ours != theirs).any(dim=0).nonzero().flatten().tolist()
+    for t in frames:
+        q = int((ours[:, t] != theirs[:, t]).nonzero()[0])
+        relative = gap(t, q, int(theirs[q, t]), int(ours[q, t]))
+        assert relative < 1e-5, (
+            f"frame {t}, codebook {q}: codes differ by more than a near-tie ({relative:.2e})"
+        )
+    return len(frames)
+
+
 def assert_only_thread_near_ties(ours: torch.Tensor, multi: torch.Tensor, single: torch.Tensor, gap) -> int:
     """``ours`` against upstream's codes on two threads (``multi``) and on one (``single``), ``[K, T]``.
 
@@ -216,6 +236,7 @@ def encodec24(tmp_path_factory):
 def test_encodec_24khz_codes_and_audio_match_upstream(encodec24, utterances, rate):
     model, path = encodec24
     tok = slmtok.load("encodec-24khz", checkpoint=str(path))
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
     wav = resample(utterances[0], 16000, rate)
     x = model_input(tok, wav, rate)
     for bandwidth, k in ((1.5, 2), (24.0, 32)):
@@ -225,7 +246,10 @@ def test_encodec_24khz_codes_and_audio_match_upstream(encodec24, utterances, rat
         assert not rest and scale is None
         tokens = tok.encode(wav, rate, n_codebooks=k)
         assert tokens.n_codebooks == k and tokens.codes.shape == codes.shape
-        assert_same_codes(tokens.codes[0], codes[0])
+        with torch.inference_mode():
+            latent = model.encoder(x)[0]
+        ties = assert_only_near_ties(tokens.codes[0], codes[0], euclidean_gap(latent, books, codes[0]))
+        assert ties <= 0.02 * codes.shape[-1]  # measured: 2 of 165 frames at 8 kHz, none at 16 / 44.1
         with torch.inference_mode():
             reference = model.decode([(tokens.codes, None)])  # upstream decode of the same codes
         torch.testing.assert_close(tok.decode(tokens).wav, reference, rtol=0, atol=1e-5)
@@ -240,11 +264,14 @@ def test_encodec_24khz_batch_matches_upstream_per_file(encodec24, utterances):
     lengths = [x.numel() for x in utterances]
     tokens = tok.encode(slmtok.batching.pad_stack([x[None] for x in utterances]), 16000, lengths=lengths)
     model.set_target_bandwidth(6.0)
+    books = [layer._codebook.embed for layer in model.quantizer.vq.layers]
     for i, x in enumerate(utterances):
         with torch.inference_mode():
             ((codes, _),) = model.encode(model_input(tok, x, 16000))
+            latent = model.encoder(model_input(tok, x, 16000))[0]
         assert tokens.lengths[i] == codes.shape[-1] == math.ceil(lengths[i] * 1.5 / 320)
-        assert_same_codes(tokens.item(i), codes[0])
+        assert torch.equal(tokens.item(i), tok.encode(x, 16000).codes[0])  # batch == alone, bit for bit
+        assert_only_near_ties(tokens.item(i), codes[0], euclidean_gap(latent, books, codes[0]))
 
 
 def test_encodec_24khz_on_two_threads_differs_only_at_upstreams_own_near_ties(
@@ -260,12 +287,7 @@ def test_encodec_24khz_on_two_threads_differs_only_at_upstreams_own_near_ties(
         with torch.inference_mode():
             ((multi, _),) = model.encode(wav)
             latent = model.encoder(wav)[0]
-            torch.set_num_threads(1)
-            ((single, _),) = model.encode(wav)
-            torch.set_num_threads(2)
-        assert_only_thread_near_ties(
-            tokens.item(0), multi[0], single[0], euclidean_gap(latent, books, multi[0])
-        )
+        assert_only_near_ties(tokens.item(0), multi[0], euclidean_gap(latent, books, multi[0]))
 
 
 @pytest.fixture(scope="module")

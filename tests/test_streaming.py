@@ -239,43 +239,29 @@ def test_engines_are_chosen_and_refused_in_one_line(mimi, encodec):
     assert "non-causal" in carried_refusal(MimiConfig(use_causal_conv=False))
 
 
-@pytest.mark.parametrize(("seed", "max_chunk"), [(3, 2 * 320), (5, 40), (7, 3000)])
-def test_encodec_streaming_codes_equal_upstream_codes_of_the_input_so_far(
-    encodec, one_thread, seed, max_chunk
-):
-    """EnCodec 24 kHz, random chunkings (0 to ``max_chunk`` samples): each streamed frame is the
-    ``encodec`` package's code for the input that had arrived when it became final, the flushed frames
-    its whole-input codes, and frames are emitted as soon as they are final: the first 7
-    (``warmup_frames``) once 7 frames of input arrived, then one per 320 samples. Against upstream's
-    whole-input codes the frames are equal except where upstream itself codes a frame differently from
-    a prefix of at least 7 frames than from the whole input (its oneDNN convolutions round ~1e-7
-    differently at other widths, a near-tie); the test counts those and requires them to be the only
-    differences (at most 5 %)."""
-    tok, model = encodec
-    x = signal(1.5, seed)
+@pytest.mark.parametrize(("seed", "max_chunk"), [(3, 2 * 320), (5, 40), (7, 3000), (9, 5), (11, 200)])
+def test_encodec_streaming_codes_equal_whole_input_codes(encodec, one_thread, seed, max_chunk):
+    """EnCodec 24 kHz, random chunkings (0 to ``max_chunk`` samples: most chunks shorter than a 320-sample
+    frame in three of them): the streamed codes are ``tok.encode`` of the whole input, bit for bit, and
+    frames are emitted as soon as they are final: the first 7 (``warmup_frames``) once 7 frames of input
+    arrived, then one per 320 samples. (Before ``slmtok.codecs.stable``, oneDNN's width-dependent rounding
+    flipped 2 of 1239 such frames at near-ties.) The whole-input codes equal the ``encodec`` package's
+    except at near-ties (``test_codec_parity``)."""
+    tok, _ = encodec
+    x = signal(1.5 + 0.25 * (seed % 3), seed)
     s, outputs, pushed = stream(tok, x, seed, max_chunk)
     assert tok.warmup_frames == 7
-
-    def upstream(n: int) -> torch.Tensor:
-        with torch.inference_mode():
-            return model.encode(x[None, None, :n])[0][0]
-
-    whole = upstream(x.numel())
+    whole = tok.encode(x, 24000).codes[0]
     start = 0
-    own_ties = 0
     for out, n in zip(outputs, pushed, strict=True):
         stop = start + out.codes.shape[-1]
         if out is not outputs[-1]:
             final = n // 320
             assert stop == (final if final >= 7 else 0)
-        if out.codes.shape[-1]:
-            prefix = upstream(n if out is outputs[-1] else (n // 320) * 320)
-            assert torch.equal(out.codes, prefix[..., start:stop])
-            own_ties += int((prefix[..., start:stop] != whole[..., start:stop]).any(1).sum())
         start = stop
     codes = torch.cat([o.codes for o in outputs], dim=-1)
-    assert codes.shape == whole.shape
-    assert int((codes != whole).any(1).sum()) == own_ties <= 0.05 * whole.shape[-1]
+    assert codes.shape == whole[None].shape
+    assert torch.equal(codes[0], whole)
 
 
 def test_encodec_prefix_codes_need_the_warmup(encodec, one_thread):
