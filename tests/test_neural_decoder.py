@@ -208,3 +208,38 @@ def test_tiny_training_writes_validation_and_a_loadable_decoder(tiny_cache, tmp_
     model, _ = load_decoder(tmp_path / "run" / "decoder.safetensors")
     tok = slmtok.load("mel-rvq", decoder_weights=tmp_path / "run" / "decoder.safetensors")
     assert tok.decoder_hash == card["sha256"] and model.config.dim == 32
+
+
+# ------------------------------------------------------------------------------------------ mfcc-km
+def test_mfcc_km_training_inputs_are_what_mfcc_km_decodes(tiny_cache):
+    """A unit decoder is trained on the frames ``mfcc-km`` hands its decoder at decode time: for each
+    cached clip, the first ``U + 1`` training input frames equal the per-unit log-mel rows that
+    ``mfcc-km``'s own decode path looks up for the clip's ``U`` units (mel frame m <- unit m - 1)."""
+    from slmtok.tokenizers.baselines.decoder_data import load_cache
+    from slmtok.tokenizers.baselines.train_decoder import decoder_inputs
+
+    tensors, _ = load_cache(tiny_cache)
+    inputs = decoder_inputs("mfcc-km", tensors)
+    tok = slmtok.load("mfcc-km", decoder="griffin-lim")
+    assert inputs.codebooks.shape == (1, 100, 80) and inputs.k_weights == (1.0,)
+    for a0, n, f0, nf in tensors["index"].tolist():
+        wav = tensors["audio"][a0 : a0 + n].float() / 32767
+        units = tok.encode(wav, 16000).codes[0, 0]
+        decoded_frames = tok.mel_table[torch.cat([units[:1], units])]  # as MFCCKMeansTokenizer._decode
+        frames = inputs.codebooks[0][inputs.codes[0, f0 : f0 + nf]]
+        assert nf >= units.numel() + 1
+        assert torch.equal(frames[: units.numel() + 1], decoded_frames)
+
+
+def test_tiny_mfcc_km_training_ships_a_unit_decoder(tiny_cache, tmp_path):
+    from slmtok.tokenizers.baselines.neural_decoder import load_decoder
+    from slmtok.tokenizers.baselines.train_decoder import ship
+
+    _train(tiny_cache, tmp_path / "run", "--stop-at-step", "2", "--tokenizer", "mfcc-km")
+    assert list((tmp_path / "run" / "val").glob("step000002_clip0_k1.wav"))
+    card = ship(tmp_path / "run", "test", weights_dir=tmp_path)
+    assert card["file"] == "mfcc-km-decoder.safetensors" and card["train"]["tokenizer"] == "mfcc-km"
+    model, _ = load_decoder(tmp_path / "mfcc-km-decoder.safetensors", expect="mfcc-km-decoder")
+    assert model.config.max_codebooks == 1
+    with pytest.raises(slmtok.SlmtokError, match="not 'mel-rvq-decoder'"):
+        load_decoder(tmp_path / "mfcc-km-decoder.safetensors")

@@ -115,23 +115,24 @@ class MelDecoder(nn.Module):
         return torch.cat(out)
 
 
-def load_decoder(path, *, device: str | torch.device = "cpu") -> tuple[MelDecoder, dict]:
-    """Load ``(decoder, config dict)`` from a safetensors file written by ``save_decoder`` (fp16 or fp32
-    storage; the model runs in fp32)."""
+def load_decoder(
+    path, *, device: str | torch.device = "cpu", expect: str = "mel-rvq-decoder"
+) -> tuple[MelDecoder, dict]:
+    """Load ``(decoder, config dict)`` from a safetensors file written by ``save_decoder`` for ``expect``
+    (``"mel-rvq-decoder"`` or ``"mfcc-km-decoder"``; fp16 or fp32 storage; the model runs in fp32)."""
     from slmtok.tokenizers.baselines.weights import load_weights
 
-    tensors, config = load_weights(path, expect="mel-rvq-decoder")
+    tensors, config = load_weights(path, expect=expect)
     model = MelDecoder(DecoderConfig.from_dict(config["decoder"]))
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.to(device).eval(), config
 
 
-def save_decoder(path, model: MelDecoder, extra: dict, *, half: bool = True):
-    """Write the decoder's weights (fp16 when ``half``) and config (+ ``extra`` provenance) atomically."""
+def save_decoder(path, model: MelDecoder, extra: dict, *, half: bool = True, name: str = "mel-rvq-decoder"):
+    """Write the decoder's weights (fp16 when ``half``) and config (+ ``extra`` provenance) atomically, for
+    ``name`` (``"<tokenizer>-decoder"``)."""
     from slmtok.tokenizers.baselines.weights import save_weights
 
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
-    return save_weights(
-        path, tensors, {"tokenizer": "mel-rvq-decoder", "decoder": model.config.to_dict(), **extra}
-    )
+    return save_weights(path, tensors, {"tokenizer": name, "decoder": model.config.to_dict(), **extra})

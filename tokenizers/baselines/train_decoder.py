@@ -56,6 +56,46 @@ class TrainConfig:
     dim: int = 256
     intermediate_dim: int = 768
     num_layers: int = 8
+    #: whose codes the decoder reads: ``mel-rvq`` (sums of 1-8 RVQ centroids) or ``mfcc-km`` (units)
+    tokenizer: str = "mel-rvq"
+
+
+#: the tokenizers a decoder can be trained for
+TOKENIZERS = ("mel-rvq", "mfcc-km")
+
+
+@dataclass
+class DecoderInputs:
+    """What a decoder reads, laid out like the cache's log-mel frames: ``codes [Q, F]`` (frame ``f`` of the
+    cache), ``codebooks [Q, bins, n_mels]`` (frame input = sum of the first ``K`` codebooks' rows),
+    ``k_weights`` (sampling weight of ``K = 1, 2, ...``) and the ``K`` validated."""
+
+    codes: torch.Tensor
+    codebooks: torch.Tensor
+    k_weights: tuple[float, ...]
+    validate_ks: tuple[int, ...]
+
+
+def decoder_inputs(tokenizer: str, tensors: dict[str, torch.Tensor]) -> DecoderInputs:
+    """``mel-rvq``: the cached RVQ codes and the shipped codebooks. ``mfcc-km``: the shipped tokenizer's
+    units of each cached clip, mel frame ``m`` taking the unit of MFCC frame ``m - 1`` (the first repeated,
+    the last held), as ``mfcc-km`` decodes, and its per-unit mean log-mel table as the one codebook."""
+    from slmtok.tokenizers.baselines.weights import default_weights, load_weights
+
+    if tokenizer not in TOKENIZERS:
+        raise SlmtokError(f"a decoder can be trained for {', '.join(TOKENIZERS)}, not {tokenizer!r}")
+    weights, _ = load_weights(default_weights(tokenizer), expect=tokenizer)
+    if tokenizer == "mel-rvq":
+        return DecoderInputs(tensors["codes"], weights["codebooks"].float(), K_WEIGHTS, (4, 8))
+    from slmtok.tokenizers.baselines.mfcc_km import MFCCKMeansTokenizer
+
+    tok = MFCCKMeansTokenizer()
+    units = torch.zeros((1, tensors["codes"].shape[1]), dtype=torch.long)
+    for a0, n, f0, nf in tensors["index"].tolist():
+        clip_units = tok.units(tensors["audio"][a0 : a0 + n].float() / 32767)
+        if clip_units.numel():
+            units[0, f0 : f0 + nf] = clip_units[(torch.arange(nf) - 1).clamp(0, clip_units.numel() - 1)]
+    return DecoderInputs(units, weights["mel_table"].float()[None], (1.0,), (1,))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -69,11 +109,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 class Batches:
     """Seeded segment sampler over a cache (``decoder_data.build_cache``)."""
 
-    def __init__(
-        self, tensors: dict[str, torch.Tensor], meta: dict, codebooks: torch.Tensor, cfg: TrainConfig
-    ):
-        self.audio, self.codes, self.index = tensors["audio"], tensors["codes"], tensors["index"]
-        self.codebooks = codebooks  # [8, 1024, 80]
+    def __init__(self, tensors: dict[str, torch.Tensor], meta: dict, inputs: DecoderInputs, cfg: TrainConfig):
+        self.audio, self.index = tensors["audio"], tensors["index"]
+        self.codes, self.codebooks = inputs.codes, inputs.codebooks  # [Q, F], [Q, bins, 80]
+        self.k_weights = torch.tensor(inputs.k_weights)
         self.cfg = cfg
         self.hop = meta["mel"]["hop_length"]
         clips = meta["clips"]
@@ -91,7 +130,7 @@ class Batches:
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         s, hop = cfg.segment_frames, self.hop
-        k_all = torch.multinomial(torch.tensor(K_WEIGHTS), cfg.batch_size, replacement=True, generator=g) + 1
+        k_all = torch.multinomial(self.k_weights, cfg.batch_size, replacement=True, generator=g) + 1
         mels, wavs = [], []
         for b in range(cfg.batch_size):
             synthetic = "synthetic" in self.groups and torch.rand((), generator=g) < cfg.synthetic_share
@@ -100,7 +139,7 @@ class Batches:
             clip = int(self.groups[kind][j])
             a0, n, f0, nf = (int(v) for v in self.index[clip])
             start = int(torch.randint(0, nf - s + 1, (), generator=g))
-            codes = self.codes[:, f0 + start : f0 + start + s].long()  # [8, S]
+            codes = self.codes[:, f0 + start : f0 + start + s].long()  # [Q, S]
             k = int(k_all[b])
             mels.append(sum(self.codebooks[q][codes[q]] for q in range(k)))
             wav = self.audio[a0 + start * hop : a0 + min(n, (start + s) * hop)].float() / 32767
@@ -200,9 +239,10 @@ class Logger:
 
 
 def validate(
-    model, tensors: dict, meta: dict, codebooks: torch.Tensor, folder: Path, step: int, n: int = 8
+    model, tensors: dict, meta: dict, inputs: DecoderInputs, folder: Path, step: int, n: int = 8
 ) -> dict:
-    """Decode up to ``n`` validation clips at K = 4 and 8: mean log-mel L1 and STOI; writes their audio."""
+    """Decode up to ``n`` validation clips at each validated K (mel-rvq 4 and 8): mean log-mel L1 and
+    STOI; writes their audio."""
     import soundfile as sf
     from pystoi import stoi
 
@@ -215,12 +255,13 @@ def validate(
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
     device = next(model.parameters()).device
-    for k in (4, 8):
+    codebooks = inputs.codebooks
+    for k in inputs.validate_ks:
         dist, scores = [], []
         for j, clip in enumerate(clips):
             a0, length, f0, nf = (int(v) for v in tensors["index"][clip])
             ref = tensors["audio"][a0 : a0 + length].float() / 32767
-            codes = tensors["codes"][:, f0 : f0 + nf].long()
+            codes = inputs.codes[:, f0 : f0 + nf].long()
             mel = sum(codebooks[q][codes[q]] for q in range(k))
             wav = model.decode(mel.to(device), k).cpu()[:length]
             wav = torch.nn.functional.pad(wav, (0, length - wav.numel()))
@@ -254,7 +295,9 @@ def export_decoder(
         "licence": DATA_LICENCE,
     }
     model_cpu = model.to("cpu")
-    path = save_decoder(folder / "decoder.safetensors", model_cpu, {"provenance": provenance})
+    path = save_decoder(
+        folder / "decoder.safetensors", model_cpu, {"provenance": provenance}, name=f"{cfg.tokenizer}-decoder"
+    )
     card = {
         "file": "decoder.safetensors",
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -268,8 +311,9 @@ def export_decoder(
 
 
 def ship(run: Path, status: str, weights_dir: Path | None = None) -> dict:
-    """Copy a run's ``decoder.safetensors`` into the package as ``mel-rvq-decoder.safetensors`` with its card
-    (``mel-rvq-decoder.card.json``: the run's provenance, ``status`` such as "final" or "interim", sha256)."""
+    """Copy a run's ``decoder.safetensors`` into the package as ``<tokenizer>-decoder.safetensors`` with its
+    card (``<tokenizer>-decoder.card.json``: the run's provenance, ``status`` such as "final" or "interim",
+    sha256); ``<tokenizer>`` is the run's (``mel-rvq`` or ``mfcc-km``)."""
     import os
 
     from slmtok.metrics.cost import cpu_name
@@ -282,12 +326,11 @@ def ship(run: Path, status: str, weights_dir: Path | None = None) -> dict:
         raise SlmtokError(
             f"{run}: decoder.safetensors does not match its card (a checkpoint is being written?)"
         )
-    card.update(
-        file="mel-rvq-decoder.safetensors", status=status, cpu=f"{cpu_name()}, {os.cpu_count()} cores"
-    )
-    with atomic_path(folder / "mel-rvq-decoder.safetensors") as tmp:
+    stem = f"{card.get('train', {}).get('tokenizer', 'mel-rvq')}-decoder"
+    card.update(file=f"{stem}.safetensors", status=status, cpu=f"{cpu_name()}, {os.cpu_count()} cores")
+    with atomic_path(folder / f"{stem}.safetensors") as tmp:
         tmp.write_bytes(blob)
-    with atomic_path(folder / "mel-rvq-decoder.card.json") as tmp:
+    with atomic_path(folder / f"{stem}.card.json") as tmp:
         tmp.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -296,7 +339,6 @@ def train(args: argparse.Namespace) -> Path:
     """Run (or resume) training into ``args.out``; returns the run folder."""
     from slmtok.tokenizers.baselines.decoder_data import load_cache
     from slmtok.tokenizers.baselines.neural_decoder import DecoderConfig, MelDecoder
-    from slmtok.tokenizers.baselines.weights import default_weights, load_weights
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,10 +351,14 @@ def train(args: argparse.Namespace) -> Path:
         with safe_open(str(ckpt), framework="pt") as f:
             cfg = TrainConfig(**json.loads(f.metadata()["meta"])["train"])
     tensors, meta = load_cache(args.cache)
-    rvq, _ = load_weights(default_weights("mel-rvq"), expect="mel-rvq")
-    codebooks = rvq["codebooks"].float()
-    batches = Batches(tensors, meta, codebooks, cfg)
-    dcfg = DecoderConfig(dim=cfg.dim, intermediate_dim=cfg.intermediate_dim, num_layers=cfg.num_layers)
+    inputs = decoder_inputs(cfg.tokenizer, tensors)
+    batches = Batches(tensors, meta, inputs, cfg)
+    dcfg = DecoderConfig(
+        dim=cfg.dim,
+        intermediate_dim=cfg.intermediate_dim,
+        num_layers=cfg.num_layers,
+        max_codebooks=len(inputs.k_weights),
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = MelDecoder(dcfg)
@@ -336,7 +382,7 @@ def train(args: argparse.Namespace) -> Path:
         trained = spent + time.time() - t_start
         save_checkpoint(ckpt, model, opt, step, cfg, {"train_seconds": trained})
         if args.validate:
-            scalars = validate(model, tensors, meta, codebooks, out / "val", step)
+            scalars = validate(model, tensors, meta, inputs, out / "val", step)
             print(json.dumps({"step": step, **{k: round(v, 4) for k, v in scalars.items()}}), flush=True)
             if logger:
                 logger.log(step, scalars)
@@ -401,6 +447,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--synthetic-share", type=float, default=d.synthetic_share)
+    p.add_argument("--tokenizer", choices=TOKENIZERS, default=d.tokenizer, help="whose codes to decode")
     args = p.parse_args(argv)
     if args.ship is None and (args.cache is None or args.out is None):
         p.error("--cache and --out are required (or --ship RUN)")
