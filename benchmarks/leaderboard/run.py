@@ -36,6 +36,7 @@ VARIANTS = (
     "mel-rvq:decoder=griffin-lim",
     "mel-rvq:n_codebooks=4,decoder=griffin-lim",
     "mfcc-km:dedup=true",
+    "mfcc-km:decoder=griffin-lim",
 )
 #: (espeak-ng voice, sentence): everyday sentences that Whisper tiny.en transcribes well from espeak-ng
 #: (about 10 % WER; the Harvard sentences gave 40-60 %, too noisy a baseline to measure a codec by)

@@ -37,7 +37,7 @@ from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 NAME = "mfcc-km"
 DECODERS = ("neural", "griffin-lim")
 #: the default decoder
-DEFAULT_DECODER = "griffin-lim"
+DEFAULT_DECODER = "neural"
 #: the shipped unit vocoder (fp16 safetensors) and its card (training data, command, sha256)
 DECODER_WEIGHTS = WEIGHTS_DIR / "mfcc-km-decoder.safetensors"
 DECODER_CARD = WEIGHTS_DIR / "mfcc-km-decoder.card.json"
