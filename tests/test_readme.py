@@ -112,6 +112,6 @@ def test_streaming_figures_are_the_committed_results():
         in readme
     )
     assert f"{carried['cpu_real_time_factor']:.2f} CPU seconds per audio second" in readme
-    for name, figure in (("mimi", "152 (Mimi)"), ("encodec-24khz", "109 (EnCodec)")):
+    for name, figure in (("mimi", "72 (Mimi)"), ("encodec-24khz", "67 (EnCodec)")):
         row = next(r for r in rows if (r["tokenizer"], r["engine"], r["threads"]) == (name, "recompute", 1))
         assert row["estimated"] and figure.startswith(f"{row['real_time_factor']:.0f} ") and figure in readme
