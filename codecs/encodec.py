@@ -41,8 +41,8 @@ the layers. Past it, a prefix's codes are the whole input's, bit for bit, for an
 the encoder's convolutions, ELUs and LSTM and the quantizer run on position-stable kernels
 (``slmtok.codecs.stable``), whose rounding of a time step does not depend on the input's width (with
 PyTorch's own kernels, oneDNN and ATen round a prefix's last frames differently: 2 of 1239 streamed frames
-flipped at near-ties). Cost: a 24 kHz encode takes ~1.3x the CPU time of PyTorch's kernels (the LSTM runs
-step by step; ``benchmarks/codecs_speed.py``). On CUDA the encoder keeps PyTorch's kernels and a stream
+flipped at near-ties). Cost: the batched encode of ``benchmarks/codecs_speed.py`` (2 cores) runs at 0.89x
+the package's speed (the LSTM runs step by step). On CUDA the encoder keeps PyTorch's kernels and a stream
 is exact only up to such near-ties.
 
 **Vocos.** ``vocoder="vocos"`` (24 kHz only) decodes the codes with Vocos (``charactr/vocos-encodec-24khz``,
