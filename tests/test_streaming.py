@@ -244,7 +244,7 @@ def test_encodec_streaming_codes_equal_whole_input_codes(encodec, one_thread, se
     """EnCodec 24 kHz, random chunkings (0 to ``max_chunk`` samples: most chunks shorter than a 320-sample
     frame in three of them): the streamed codes are ``tok.encode`` of the whole input, bit for bit, and
     frames are emitted as soon as they are final: the first 7 (``warmup_frames``) once 7 frames of input
-    arrived, then one per 320 samples. (Before ``slmtok.codecs.stable``, oneDNN's width-dependent rounding
+    arrived, then one per 320 samples. (Before ``slmtok.codecs.stable``, PyTorch's width-dependent rounding
     flipped 2 of 1239 such frames at near-ties.) The whole-input codes equal the ``encodec`` package's
     except at near-ties (``test_codec_parity``)."""
     tok, _ = encodec
