@@ -13,13 +13,9 @@ import torch
 
 from slmtok.codecs import stable
 
+from . import test_codec_parity as parity
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = parity.one_thread  # autouse: torch on one thread for the module, restored after
 
 
 @pytest.mark.parametrize(
