@@ -16,17 +16,15 @@ with either one. The decoder in use is ``decoder_hash`` (sha256 of its weights f
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import torch
 
 from slmtok.batching import pad_stack
-from slmtok.errors import SlmtokError
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
 from slmtok.tokenizers.baselines import vocode as pieces
+from slmtok.tokenizers.baselines.neural_decoder import check_choice, load_choice
 from slmtok.tokenizers.baselines.vocode import log_mel_frames, vocode
 from slmtok.tokenizers.baselines.weights import WEIGHTS_DIR, default_weights, load_weights
 from slmtok.tokenizers.features.mel import LogMel, MelConfig
@@ -34,7 +32,6 @@ from slmtok.types import PAD_CODE, TokenizerCard
 from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 NAME = "mel-rvq"
-DECODERS = ("neural", "griffin-lim")
 #: the shipped neural decoder (fp16 safetensors) and its card (training data, command, sha256)
 DECODER_WEIGHTS = WEIGHTS_DIR / "mel-rvq-decoder.safetensors"
 DECODER_CARD = WEIGHTS_DIR / "mel-rvq-decoder.card.json"
@@ -53,8 +50,7 @@ class MelRVQTokenizer(Tokenizer):
         decoder: str = "neural",
         decoder_weights: str | os.PathLike | None = None,
     ) -> None:
-        if decoder not in DECODERS:
-            raise SlmtokError(f"{NAME} decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        check_choice(NAME, decoder)
         options = {"checkpoint": str(checkpoint)} if checkpoint is not None else {}
         if decoder != "neural":
             options["decoder"] = decoder
@@ -67,17 +63,10 @@ class MelRVQTokenizer(Tokenizer):
         self.features = LogMel(mel_config, device=self.device)
         iters = griffin_lim_iters or config.get("griffin_lim_iters", 32)
         self.vocoder = GriffinLimVocoder(mel_config, n_iter=iters, device=self.device)
-        self.decoder = None
-        if decoder == "neural":
-            from slmtok.tokenizers.baselines.neural_decoder import load_decoder
-
-            path = Path(decoder_weights or DECODER_WEIGHTS)
-            self.decoder, _ = load_decoder(path, device=self.device)
-            self.decoder_hash = hashlib.sha256(path.read_bytes()).hexdigest()
-            described = "a Vocos neural decoder"
-        else:
-            self.decoder_hash = "griffin-lim"
-            described = "a Griffin-Lim decoder"
+        self.decoder, self.decoder_hash = load_choice(
+            NAME, decoder, decoder_weights or DECODER_WEIGHTS, device=self.device
+        )
+        described = "a Vocos neural decoder" if self.decoder is not None else "a Griffin-Lim decoder"
         n_max, size = self.codebooks.shape[:2]
         k = n_codebooks or n_max
         if not 1 <= k <= n_max:

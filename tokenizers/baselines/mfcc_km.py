@@ -15,18 +15,16 @@ decode with either one. The decoder in use is ``decoder_hash`` (sha256 of its we
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import torch
 
 from slmtok.batching import pad_stack
 from slmtok.dedup import deduplicate, expand
-from slmtok.errors import SlmtokError
 from slmtok.kmeans import assign_nearest
 from slmtok.tokenizer import Tokenizer, content_hash
 from slmtok.tokenizers.baselines import vocode as pieces
+from slmtok.tokenizers.baselines.neural_decoder import check_choice, load_choice
 from slmtok.tokenizers.baselines.vocode import vocode
 from slmtok.tokenizers.baselines.weights import WEIGHTS_DIR, default_weights, load_weights
 from slmtok.tokenizers.features.mel import MelConfig
@@ -35,7 +33,6 @@ from slmtok.types import PAD_CODE, TokenizerCard
 from slmtok.vocoders.griffin_lim import GriffinLimVocoder
 
 NAME = "mfcc-km"
-DECODERS = ("neural", "griffin-lim")
 #: the default decoder
 DEFAULT_DECODER = "neural"
 #: the shipped unit vocoder (fp16 safetensors) and its card (training data, command, sha256)
@@ -56,8 +53,7 @@ class MFCCKMeansTokenizer(Tokenizer):
         decoder: str = DEFAULT_DECODER,
         decoder_weights: str | os.PathLike | None = None,
     ) -> None:
-        if decoder not in DECODERS:
-            raise SlmtokError(f"{NAME} decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        check_choice(NAME, decoder)
         options: dict = {"dedup": bool(dedup)}
         if checkpoint is not None:
             options["checkpoint"] = str(checkpoint)
@@ -74,17 +70,10 @@ class MFCCKMeansTokenizer(Tokenizer):
         self.features = MFCC(device=self.device)
         self.vocoder = GriffinLimVocoder(MelConfig(**config["mel"]), device=self.device)
         self.dedup = bool(dedup)
-        self.decoder = None
-        if decoder == "neural":
-            from slmtok.tokenizers.baselines.neural_decoder import load_decoder
-
-            path = Path(decoder_weights or DECODER_WEIGHTS)
-            self.decoder, _ = load_decoder(path, device=self.device, expect="mfcc-km-decoder")
-            self.decoder_hash = hashlib.sha256(path.read_bytes()).hexdigest()
-            described = "a Vocos unit vocoder"
-        else:
-            self.decoder_hash = "griffin-lim"
-            described = "mel-table + Griffin-Lim decoder"
+        self.decoder, self.decoder_hash = load_choice(
+            NAME, decoder, decoder_weights or DECODER_WEIGHTS, device=self.device
+        )
+        described = "a Vocos unit vocoder" if self.decoder is not None else "mel-table + Griffin-Lim decoder"
         self.card = TokenizerCard(
             name=NAME,
             kind="semantic",

@@ -1,4 +1,5 @@
-"""The neural decoder of ``mel-rvq``: dequantized log-mel frames -> 16 kHz audio with Vocos.
+"""The neural decoders of ``mel-rvq`` and ``mfcc-km``: log-mel frames (dequantized codes, or each unit's mean
+log-mel) -> 16 kHz audio with Vocos.
 
 Architecture (the ``vocos`` package's own modules, not a re-implementation): a ConvNeXt
 ``VocosBackbone`` over the 80-band log-mel frames (100 frames/s), conditioned on the number of codebooks
@@ -19,6 +20,8 @@ from torch import nn
 
 #: frames per decoded piece (60 s at 100 frames/s): bounds memory for long inputs
 CHUNK_FRAMES = 6000
+#: what ``decoder=`` takes in ``mel-rvq`` and ``mfcc-km``
+DECODERS = ("neural", "griffin-lim")
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,28 @@ def save_decoder(path, model: MelDecoder, extra: dict, *, half: bool = True, nam
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
     return save_weights(path, tensors, {"tokenizer": name, "decoder": model.config.to_dict(), **extra})
+
+
+def check_choice(name: str, decoder: str) -> None:
+    """One-line ``SlmtokError`` unless ``decoder`` is one of ``DECODERS`` (for tokenizer ``name``)."""
+    from slmtok.errors import SlmtokError
+
+    if decoder not in DECODERS:
+        raise SlmtokError(f"{name} decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+
+
+def load_choice(
+    name: str, decoder: str, weights, *, device: str | torch.device = "cpu"
+) -> tuple[MelDecoder | None, str]:
+    """``(model, decoder_hash)`` for tokenizer ``name``'s ``decoder`` option: ``"neural"`` loads the file
+    ``weights`` (written for ``"<name>-decoder"``) and hashes it (sha256); ``"griffin-lim"`` gives
+    ``(None, "griffin-lim")``."""
+    import hashlib
+    from pathlib import Path
+
+    check_choice(name, decoder)
+    if decoder != "neural":
+        return None, decoder
+    path = Path(weights)
+    model, _ = load_decoder(path, device=device, expect=f"{name}-decoder")
+    return model, hashlib.sha256(path.read_bytes()).hexdigest()

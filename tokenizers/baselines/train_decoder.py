@@ -1,8 +1,12 @@
-"""Train the ``mel-rvq`` neural decoder (Vocos backbone + inverse-STFT head) on cached codes.
+"""Train the neural decoder of ``mel-rvq`` (or, ``--tokenizer mfcc-km``, its unit vocoder) on cached codes:
+a Vocos backbone + inverse-STFT head.
 
     python -m slmtok.tokenizers.baselines.decoder_data --out CACHE
     python -m slmtok.tokenizers.baselines.train_decoder --cache CACHE --out RUN [--minutes 95] [--threads 1]
+        [--tokenizer mfcc-km]
     python -m slmtok.tokenizers.baselines.train_decoder --ship RUN [--status final]   # into the package
+
+For ``mfcc-km`` the input frames are each unit's mean log-mel (``decoder_inputs``) and K is always 1.
 
 Each step samples ``batch_size`` segments of ``segment_frames`` frames (seeded by ``seed`` and the step
 number, so a resumed run draws the same batches), a codebook count per item (weights ``K_WEIGHTS``: 4 and 8
